@@ -1,0 +1,14 @@
+#![doc = include_str!("../README.md")]
+#![cfg(unix)]
+
+mod error;
+mod raw;
+mod region;
+mod stats;
+pub mod sys;
+mod vec;
+
+pub use error::{TryReserveError, TryReserveErrorKind};
+pub use raw::{DEFAULT_HEAP_THRESHOLD, VecOptions};
+pub use stats::GrowStats;
+pub use vec::{Drain, IntoIter, RemapVec, Splice};

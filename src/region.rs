@@ -1,0 +1,383 @@
+//! `Region`: one owned anonymous mapping (pointer, mapped length, alignment). Grows in place,
+//! else moves without copying, else copies as a last resort, and reports which happened.
+//! Unmaps on drop. Untyped: the typed layers above it compile once.
+
+use crate::sys::{self, Errno, PMD_SIZE, PUD_SIZE, zone};
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// How a grow was carried out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum How {
+    /// The mapping was extended where it is: one `mremap`, no move, no copy.
+    InPlace,
+    /// The page tables were moved to a new address: no byte was copied.
+    Moved,
+    /// A new mapping was made and the bytes copied (no `mremap`, or it failed).
+    Copied,
+}
+
+/// What a grow did and what it cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Growth {
+    pub(crate) how: How,
+    /// System calls made, including failed attempts.
+    pub(crate) syscalls: u32,
+    /// Bytes that changed address: moved by remapping, or copied.
+    pub(crate) bytes: usize,
+}
+
+/// One owned anonymous read-write mapping.
+///
+/// Invariants: `ptr` is the start of a mapping of exactly `len` bytes that this value alone
+/// owns; `len` is a non-zero multiple of the page size; `ptr` is aligned to `align` (a power
+/// of two) and, when `len >= 2 MiB`, placed 2 MiB-aligned whenever the address space allowed
+/// it (1 GiB-aligned from 1 GiB on).
+pub(crate) struct Region {
+    ptr: NonNull<u8>,
+    len: usize,
+    align: usize,
+}
+
+// SAFETY: a Region is a unique owner of plain memory, like `Box<[u8]>`; nothing about the
+// mapping is tied to the thread that created it.
+unsafe impl Send for Region {}
+// SAFETY: `&Region` only hands out the pointer and length; reads and writes through it are
+// synchronized by whoever holds the region (`&mut` for writes).
+unsafe impl Sync for Region {}
+
+/// Set when hint placement failed for a reason other than a taken slot (the zone is beyond
+/// this process's address space, e.g. under valgrind or with a 39-bit VA) while the kernel's
+/// own placement worked: later regions skip straight to the kernel.
+static ZONE_UNUSABLE: AtomicBool = AtomicBool::new(false);
+
+/// The alignment a region of `len` bytes is placed at: the caller's `align`, at least a page,
+/// 2 MiB from 2 MiB on (whole page-table pages move), 1 GiB from 1 GiB on.
+fn placement_align(len: usize, align: usize) -> usize {
+    let size_align = if len >= PUD_SIZE {
+        PUD_SIZE
+    } else if len >= PMD_SIZE {
+        PMD_SIZE
+    } else {
+        sys::page_size()
+    };
+    align.max(size_align)
+}
+
+/// What to create at a placement.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// Zeroed read-write memory.
+    Memory,
+    /// A `PROT_NONE` reservation to move a mapping into.
+    Reservation,
+}
+
+fn create(kind: Kind, hint: usize, len: usize) -> Result<*mut u8, Errno> {
+    match kind {
+        Kind::Memory => sys::map_anon(hint, len),
+        Kind::Reservation => sys::reserve(hint, len),
+    }
+}
+
+/// Creates `len` bytes (page multiple) of `kind`, aligned to `placement_align(len, align)`,
+/// with room after it to grow in place. Counts every system call in `calls`.
+fn place(kind: Kind, len: usize, align: usize, calls: &mut u32) -> Result<*mut u8, Errno> {
+    let align = placement_align(len, align);
+    let mut zone_failed = false;
+    if !ZONE_UNUSABLE.load(Ordering::Relaxed) {
+        if let Some(slot) = zone::slot_size(len, align) {
+            for _ in 0..zone::ATTEMPTS {
+                let Some(addr) = zone::next_slot(slot) else {
+                    break;
+                };
+                *calls += 1;
+                match create(kind, addr, len) {
+                    Ok(p) => return Ok(p),
+                    Err(Errno(libc::EEXIST)) => continue,
+                    Err(_) => {
+                        zone_failed = true;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    let p = place_by_kernel(kind, len, align, calls)?;
+    if zone_failed {
+        ZONE_UNUSABLE.store(true, Ordering::Relaxed);
+    }
+    Ok(p)
+}
+
+/// Lets the kernel choose the address; over-maps by `align - page` and trims to align.
+fn place_by_kernel(
+    kind: Kind,
+    len: usize,
+    align: usize,
+    calls: &mut u32,
+) -> Result<*mut u8, Errno> {
+    let page = sys::page_size();
+    let extra = align.saturating_sub(page);
+    let total = len.checked_add(extra).ok_or(Errno(libc::ENOMEM))?;
+    *calls += 1;
+    let raw = create(kind, 0, total)?;
+    if extra == 0 {
+        return Ok(raw);
+    }
+    let start = (raw as usize).next_multiple_of(align);
+    let head = start - raw as usize;
+    let tail = total - head - len;
+    // SAFETY: `raw..raw + total` is the mapping we just made; head and tail are the parts of
+    // it outside `start..start + len`, which nothing refers to.
+    unsafe {
+        if head > 0 {
+            *calls += 1;
+            let _ = sys::unmap(raw, head);
+        }
+        if tail > 0 {
+            *calls += 1;
+            let _ = sys::unmap(raw.add(head + len), tail);
+        }
+        Ok(raw.add(head))
+    }
+}
+
+impl Region {
+    /// Maps a new zeroed region of at least `len` bytes (rounded up to whole pages), aligned
+    /// to `align` (a power of two) and placed so it can grow in place.
+    ///
+    /// Returns the region and the number of system calls made.
+    pub(crate) fn new(len: usize, align: usize) -> Result<(Region, u32), Errno> {
+        debug_assert!(align.is_power_of_two());
+        let len = sys::round_to_page(len.max(1)).ok_or(Errno(libc::ENOMEM))?;
+        if len > isize::MAX as usize {
+            return Err(Errno(libc::ENOMEM));
+        }
+        let mut calls = 0;
+        let p = place(Kind::Memory, len, align, &mut calls)?;
+        debug_assert_eq!(p as usize % align, 0);
+        // SAFETY: mmap never returns null on success (we never ask for address 0).
+        let ptr = unsafe { NonNull::new_unchecked(p) };
+        Ok((Region { ptr, len, align }, calls))
+    }
+
+    /// Takes ownership of a mapping made elsewhere in the crate.
+    ///
+    /// # Safety
+    /// `ptr..ptr + len` is a whole anonymous mapping (or several adjacent ones) owned by the
+    /// caller and given up to the region; `len` is a non-zero page multiple; `ptr` is aligned
+    /// to `align`.
+    pub(crate) unsafe fn from_raw_parts(ptr: NonNull<u8>, len: usize, align: usize) -> Region {
+        debug_assert!(len > 0 && len % sys::page_size() == 0);
+        debug_assert_eq!(ptr.as_ptr() as usize % align, 0);
+        Region { ptr, len, align }
+    }
+
+    /// Gives up ownership without unmapping: returns `(ptr, len)`.
+    pub(crate) fn into_raw_parts(self) -> (NonNull<u8>, usize) {
+        let parts = (self.ptr, self.len);
+        core::mem::forget(self);
+        parts
+    }
+
+    /// Start of the mapping.
+    #[inline]
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Mapped bytes (a multiple of the page size).
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Grows the mapping to at least `new_len` bytes (rounded up to pages): in place if the
+    /// addresses after it are free, else by moving its page tables to an aligned reservation
+    /// (no copy), else by copying into a new mapping. The bytes up to the old length are kept;
+    /// the new ones are zero.
+    ///
+    /// On error nothing changed: same address, same length, same contents.
+    ///
+    /// `&mut self` proves no reference into the mapping is alive, so it may move.
+    pub(crate) fn grow(&mut self, new_len: usize) -> Result<Growth, Errno> {
+        let new_len = sys::round_to_page(new_len).ok_or(Errno(libc::ENOMEM))?;
+        if new_len > isize::MAX as usize {
+            return Err(Errno(libc::ENOMEM));
+        }
+        if new_len <= self.len {
+            return Ok(Growth {
+                how: How::InPlace,
+                syscalls: 0,
+                bytes: 0,
+            });
+        }
+        let mut calls = 0;
+        // The error reported is the last one: the kernel's answer to the most lenient attempt.
+        let mut err = Errno(libc::ENOMEM);
+        if sys::HAS_MREMAP {
+            calls += 1;
+            // SAFETY: we own the whole mapping; growing in place touches nothing else.
+            if unsafe { sys::remap_in_place(self.as_ptr(), self.len, new_len) }.is_ok() {
+                self.len = new_len;
+                return Ok(Growth {
+                    how: How::InPlace,
+                    syscalls: calls,
+                    bytes: 0,
+                });
+            }
+            match self.move_to_reservation(new_len, &mut calls) {
+                Ok(()) => {
+                    return Ok(Growth {
+                        how: How::Moved,
+                        syscalls: calls,
+                        bytes: self.len,
+                    });
+                }
+                Err(e) => err = e,
+            }
+            if placement_align(new_len, self.align) <= sys::page_size() {
+                calls += 1;
+                // SAFETY: we own the mapping and `&mut self` means no reference into it.
+                match unsafe { sys::remap_maymove(self.as_ptr(), self.len, new_len) } {
+                    Ok(p) => {
+                        let old = self.len;
+                        // SAFETY: mremap never returns null on success.
+                        self.ptr = unsafe { NonNull::new_unchecked(p) };
+                        self.len = new_len;
+                        return Ok(Growth {
+                            how: How::Moved,
+                            syscalls: calls,
+                            bytes: old,
+                        });
+                    }
+                    Err(e) => err = e,
+                }
+            }
+        }
+        match self.copy_into_new(new_len, &mut calls) {
+            Ok(copied) => Ok(Growth {
+                how: How::Copied,
+                syscalls: calls,
+                bytes: copied,
+            }),
+            Err(e) => Err(if sys::HAS_MREMAP { err } else { e }),
+        }
+    }
+
+    /// Moves the mapping into a fresh aligned reservation of `new_len` bytes with
+    /// `MREMAP_FIXED`; on error the region is unchanged and the reservation released.
+    fn move_to_reservation(&mut self, new_len: usize, calls: &mut u32) -> Result<(), Errno> {
+        let dst = place(Kind::Reservation, new_len, self.align, calls)?;
+        *calls += 1;
+        // SAFETY: `dst..dst + new_len` is the reservation we just made, so MREMAP_FIXED
+        // replaces only our own PROT_NONE pages; it cannot overlap the source, which was
+        // mapped when the reservation was made. We own the source; `&mut self` means no
+        // reference into it is alive.
+        match unsafe { sys::remap_fixed(self.as_ptr(), self.len, new_len, dst) } {
+            Ok(()) => {
+                // SAFETY: mremap succeeded at `dst`, which is not null.
+                self.ptr = unsafe { NonNull::new_unchecked(dst) };
+                self.len = new_len;
+                Ok(())
+            }
+            Err(e) => {
+                release_failed_reservation(dst, new_len, calls);
+                Err(e)
+            }
+        }
+    }
+
+    /// Maps a new region and copies the old bytes into it (the last resort).
+    fn copy_into_new(&mut self, new_len: usize, calls: &mut u32) -> Result<usize, Errno> {
+        let dst = place(Kind::Memory, new_len, self.align, calls)?;
+        // SAFETY: `dst` is a fresh mapping of `new_len >= self.len` bytes, distinct from ours;
+        // our mapping is readable for `self.len` bytes.
+        unsafe { core::ptr::copy_nonoverlapping(self.as_ptr(), dst, self.len) };
+        let old = core::mem::replace(
+            self,
+            // SAFETY: `dst` is a whole fresh mapping of `new_len` bytes, aligned by `place`.
+            unsafe { Region::from_raw_parts(NonNull::new_unchecked(dst), new_len, self.align) },
+        );
+        let copied = old.len;
+        *calls += 1;
+        drop(old);
+        Ok(copied)
+    }
+
+    /// Shrinks the mapping to `new_len` bytes rounded up to pages (at least one page), releasing
+    /// the tail pages to the kernel. Returns the system calls made.
+    ///
+    /// `&mut self` proves no reference into the released tail is alive.
+    pub(crate) fn shrink(&mut self, new_len: usize) -> Result<u32, Errno> {
+        let new_len = sys::round_to_page(new_len.max(1)).ok_or(Errno(libc::EINVAL))?;
+        if new_len >= self.len {
+            return Ok(0);
+        }
+        // SAFETY: we own the mapping; `&mut self` means nothing refers to the tail.
+        unsafe { sys::remap_in_place(self.as_ptr(), self.len, new_len)? };
+        self.len = new_len;
+        Ok(1)
+    }
+
+    /// Asks for transparent huge pages if the region is 2 MiB-aligned and at least 2 MiB.
+    /// Returns the system calls made.
+    pub(crate) fn advise_huge(&self) -> u32 {
+        if self.len >= PMD_SIZE && self.as_ptr() as usize % PMD_SIZE == 0 {
+            let _ = sys::advise_huge(self.as_ptr(), self.len);
+            1
+        } else {
+            0
+        }
+    }
+}
+
+/// After a failed `MREMAP_FIXED` into our reservation at `dst`: the kernel may already have
+/// unmapped the reservation. Release it without ever unmapping someone else's memory: take the
+/// range back with `MAP_FIXED_NOREPLACE` first (succeeds only if it is entirely free), and
+/// unmap only what is provably ours.
+fn release_failed_reservation(dst: *mut u8, len: usize, calls: &mut u32) {
+    *calls += 1;
+    match sys::reserve(dst as usize, len) {
+        // The kernel had released it; we own it again and give it back.
+        // SAFETY: we just reserved exactly this range.
+        Ok(p) => unsafe {
+            *calls += 1;
+            let _ = sys::unmap(p, len);
+        },
+        // Still (wholly) mapped: our reservation survived the failed call.
+        Err(_) if sys::is_mapped(dst, len) => {
+            *calls += 2;
+            // SAFETY: the range is wholly mapped right after a failed mremap that either
+            // released our whole reservation or nothing of it; nothing else of this process
+            // places mappings in our zone slots (the kernel allocates top-down, far away).
+            unsafe {
+                let _ = sys::unmap(dst, len);
+            }
+        }
+        Err(_) => *calls += 1,
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: we own the whole mapping and, being dropped, nothing refers to it.
+        unsafe {
+            let _ = sys::unmap(self.as_ptr(), self.len);
+        }
+    }
+}
+
+impl core::fmt::Debug for Region {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Region")
+            .field("ptr", &self.ptr)
+            .field("len", &self.len)
+            .field("align", &self.align)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,128 @@
+//! Portable backend for unixes without `mremap` (and Linux with the `force-fallback` feature,
+//! so that it is tested): POSIX `mmap`, `munmap`, `madvise` only. Nothing grows in place or
+//! moves; the region layer copies instead, and says so in its statistics.
+
+use super::{Errno, Features};
+use libc::{MAP_ANON, MAP_FAILED, MAP_PRIVATE, PROT_NONE, c_void};
+
+const PROT_RW: i32 = libc::PROT_READ | libc::PROT_WRITE;
+
+/// This backend cannot grow or move a mapping: the region layer copies.
+pub(crate) const HAS_MREMAP: bool = false;
+
+pub(crate) fn query_page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 { p as usize } else { 4096 }
+}
+
+fn mmap_raw(hint: usize, len: usize, prot: i32, flags: i32) -> Result<*mut u8, Errno> {
+    // SAFETY: without MAP_FIXED the hint is only a hint: nothing existing is replaced.
+    let p = unsafe { libc::mmap(hint as *mut c_void, len, prot, flags, -1, 0) };
+    if p == MAP_FAILED {
+        return Err(Errno::last());
+    }
+    if hint != 0 && p as usize != hint {
+        // SAFETY: we just created this mapping and nothing refers to it.
+        unsafe { libc::munmap(p, len) };
+        return Err(Errno(libc::EEXIST));
+    }
+    Ok(p.cast())
+}
+
+/// See the Linux backend: fresh zeroed memory, exactly at `hint` or `EEXIST`.
+pub(crate) fn map_anon(hint: usize, len: usize) -> Result<*mut u8, Errno> {
+    mmap_raw(hint, len, PROT_RW, MAP_PRIVATE | MAP_ANON)
+}
+
+/// See the Linux backend: a `PROT_NONE` reservation.
+pub(crate) fn reserve(hint: usize, len: usize) -> Result<*mut u8, Errno> {
+    mmap_raw(hint, len, PROT_NONE, MAP_PRIVATE | MAP_ANON)
+}
+
+/// Shrinking unmaps the tail; growing is not possible without `mremap` (`ENOTSUP`).
+///
+/// # Safety
+/// As in the Linux backend: the caller owns the mapping and nothing refers to a released tail.
+pub(crate) unsafe fn remap_in_place(
+    addr: *mut u8,
+    old_len: usize,
+    new_len: usize,
+) -> Result<(), Errno> {
+    if new_len > old_len {
+        return Err(Errno(libc::ENOTSUP));
+    }
+    if new_len == old_len {
+        return Ok(());
+    }
+    // SAFETY: the caller owns the tail and nothing refers to it.
+    unsafe { unmap(addr.add(new_len), old_len - new_len) }
+}
+
+/// Not available without `mremap` (`ENOTSUP`).
+///
+/// # Safety
+/// As in the Linux backend.
+pub(crate) unsafe fn remap_maymove(
+    _addr: *mut u8,
+    _old_len: usize,
+    _new_len: usize,
+) -> Result<*mut u8, Errno> {
+    Err(Errno(libc::ENOTSUP))
+}
+
+/// Not available without `mremap` (`ENOTSUP`).
+///
+/// # Safety
+/// As in the Linux backend.
+pub(crate) unsafe fn remap_fixed(
+    _addr: *mut u8,
+    _old_len: usize,
+    _new_len: usize,
+    _dst: *mut u8,
+) -> Result<(), Errno> {
+    Err(Errno(libc::ENOTSUP))
+}
+
+/// Unmaps `[addr, addr + len)`.
+///
+/// # Safety
+/// The caller owns the range and nothing refers to it any more.
+pub(crate) unsafe fn unmap(addr: *mut u8, len: usize) -> Result<(), Errno> {
+    // SAFETY: the caller owns the range and no longer uses it.
+    if unsafe { libc::munmap(addr.cast(), len) } == 0 {
+        Ok(())
+    } else {
+        Err(Errno::last())
+    }
+}
+
+/// No transparent huge pages here: a successful no-op.
+pub(crate) fn advise_huge(_addr: *mut u8, _len: usize) -> Result<(), Errno> {
+    Ok(())
+}
+
+/// Whether every page of `[addr, addr + len)` is mapped.
+pub(crate) fn is_mapped(addr: *mut u8, len: usize) -> bool {
+    let page = super::page_size();
+    let mut off = 0;
+    while off < len {
+        // SAFETY: msync(MS_ASYNC) on anonymous memory writes nothing anywhere; on an unmapped
+        // page it fails with ENOMEM. `addr + off` stays inside the range the caller named.
+        let rc = unsafe { libc::msync(addr.add(off).cast(), page, libc::MS_ASYNC) };
+        if rc != 0 {
+            return false;
+        }
+        off += page;
+    }
+    true
+}
+
+/// Nothing beyond POSIX mmap.
+pub(crate) fn probe_features() -> Features {
+    Features {
+        multi_mapping_move: false,
+        dontunmap: false,
+        mremap: false,
+    }
+}

@@ -1,0 +1,246 @@
+//! Linux backend: `mmap`, `mremap` (in place, `MREMAP_MAYMOVE`, `MREMAP_FIXED`), `munmap`,
+//! `madvise`, `mincore`. The only foreign calls of the crate on Linux.
+
+use super::{Errno, Features};
+use core::ptr;
+use libc::{MAP_ANONYMOUS, MAP_FAILED, MAP_NORESERVE, MAP_PRIVATE, PROT_NONE, c_void};
+
+const PROT_RW: i32 = libc::PROT_READ | libc::PROT_WRITE;
+
+/// This backend can grow and move mappings without copying.
+pub(crate) const HAS_MREMAP: bool = true;
+
+pub(crate) fn query_page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 { p as usize } else { 4096 }
+}
+
+fn mmap_raw(hint: usize, len: usize, prot: i32, flags: i32) -> Result<*mut u8, Errno> {
+    let flags = if hint != 0 {
+        flags | libc::MAP_FIXED_NOREPLACE
+    } else {
+        flags
+    };
+    // SAFETY: an anonymous mapping without MAP_FIXED never replaces an existing mapping
+    // (MAP_FIXED_NOREPLACE fails with EEXIST instead), so no memory of anyone is touched.
+    let p = unsafe { libc::mmap(hint as *mut c_void, len, prot, flags, -1, 0) };
+    if p == MAP_FAILED {
+        return Err(Errno::last());
+    }
+    if hint != 0 && p as usize != hint {
+        // A kernel older than 4.17 treats MAP_FIXED_NOREPLACE as a plain hint. Treat a mapping
+        // elsewhere as "slot taken" so placement stays the caller's decision.
+        // SAFETY: we just created this mapping and nothing refers to it.
+        unsafe { libc::munmap(p, len) };
+        return Err(Errno(libc::EEXIST));
+    }
+    Ok(p.cast())
+}
+
+/// Maps `len` bytes (a multiple of the page size) of fresh zeroed read-write anonymous memory.
+/// With `hint != 0` the mapping is placed exactly at `hint` or fails with `EEXIST`; it never
+/// replaces anything.
+pub(crate) fn map_anon(hint: usize, len: usize) -> Result<*mut u8, Errno> {
+    mmap_raw(hint, len, PROT_RW, MAP_PRIVATE | MAP_ANONYMOUS)
+}
+
+/// Reserves `len` bytes of address space: `PROT_NONE`, `MAP_NORESERVE`, costs no memory. With
+/// `hint != 0` exactly there or `EEXIST`. The caller owns the reservation and may map over it.
+pub(crate) fn reserve(hint: usize, len: usize) -> Result<*mut u8, Errno> {
+    mmap_raw(
+        hint,
+        len,
+        PROT_NONE,
+        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+    )
+}
+
+/// Grows or shrinks the mapping at `addr` without moving it.
+///
+/// # Safety
+/// The caller owns the whole mapping `[addr, addr + old_len)`. When shrinking, nothing may
+/// refer to the released tail `[addr + new_len, addr + old_len)`.
+pub(crate) unsafe fn remap_in_place(
+    addr: *mut u8,
+    old_len: usize,
+    new_len: usize,
+) -> Result<(), Errno> {
+    // SAFETY: flags 0 never moves the mapping and never touches other mappings; the caller
+    // owns the range and guarantees the released tail is unused.
+    let p = unsafe { libc::mremap(addr.cast(), old_len, new_len, 0) };
+    if p == MAP_FAILED {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}
+
+/// Resizes the mapping at `addr`, letting the kernel move it anywhere (`MREMAP_MAYMOVE`).
+///
+/// # Safety
+/// The caller owns `[addr, addr + old_len)` and holds no reference into it across the call:
+/// on success the old addresses are no longer mapped.
+pub(crate) unsafe fn remap_maymove(
+    addr: *mut u8,
+    old_len: usize,
+    new_len: usize,
+) -> Result<*mut u8, Errno> {
+    // SAFETY: MREMAP_MAYMOVE without MREMAP_FIXED picks free addresses and replaces nothing;
+    // the caller owns the source and holds no reference into it.
+    let p = unsafe { libc::mremap(addr.cast(), old_len, new_len, libc::MREMAP_MAYMOVE) };
+    if p == MAP_FAILED {
+        Err(Errno::last())
+    } else {
+        Ok(p.cast())
+    }
+}
+
+/// Moves (and resizes) the mapping(s) at `addr` to exactly `dst` (`MREMAP_MAYMOVE |
+/// MREMAP_FIXED`). With `old_len == new_len` on Linux 6.17+ the source range may span several
+/// mappings, all moved in one call.
+///
+/// # Safety
+/// `MREMAP_FIXED` unmaps whatever is at `[dst, dst + new_len)`: the caller must own that whole
+/// range (typically its own `PROT_NONE` reservation) and nothing may refer to it. The caller
+/// also owns the source range and holds no reference into it. Source and destination must not
+/// overlap (the kernel answers `EINVAL`).
+pub(crate) unsafe fn remap_fixed(
+    addr: *mut u8,
+    old_len: usize,
+    new_len: usize,
+    dst: *mut u8,
+) -> Result<(), Errno> {
+    // SAFETY: the caller owns both ranges (see above), so the implicit unmap of the
+    // destination only drops memory the caller gave up.
+    let p = unsafe {
+        libc::mremap(
+            addr.cast(),
+            old_len,
+            new_len,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            dst,
+        )
+    };
+    if p == MAP_FAILED {
+        Err(Errno::last())
+    } else {
+        debug_assert_eq!(p.cast::<u8>(), dst);
+        Ok(())
+    }
+}
+
+/// Unmaps `[addr, addr + len)`.
+///
+/// # Safety
+/// The caller owns the range and nothing refers to it any more.
+pub(crate) unsafe fn unmap(addr: *mut u8, len: usize) -> Result<(), Errno> {
+    // SAFETY: the caller owns the range and no longer uses it.
+    if unsafe { libc::munmap(addr.cast(), len) } == 0 {
+        Ok(())
+    } else {
+        Err(Errno::last())
+    }
+}
+
+/// Advises transparent huge pages for `[addr, addr + len)`. Contents are unaffected.
+pub(crate) fn advise_huge(addr: *mut u8, len: usize) -> Result<(), Errno> {
+    // SAFETY: MADV_HUGEPAGE only changes how future faults are served; it never changes the
+    // contents or the mapping of the range, and fails harmlessly on unmapped addresses.
+    if unsafe { libc::madvise(addr.cast(), len, libc::MADV_HUGEPAGE) } == 0 {
+        Ok(())
+    } else {
+        Err(Errno::last())
+    }
+}
+
+/// Whether every page of `[addr, addr + len)` is mapped (`mincore` answers `ENOMEM` for a range
+/// with a hole). `addr` must be page-aligned. Reads no memory.
+pub(crate) fn is_mapped(addr: *mut u8, len: usize) -> bool {
+    let page = super::page_size();
+    let mut vec = [0u8; 64];
+    let mut off = 0;
+    while off < len {
+        let chunk = (len - off).min(vec.len() * page);
+        // SAFETY: mincore writes one byte per page of the range into `vec`, which holds
+        // `chunk / page <= 64` bytes; it does not touch the range itself.
+        let rc = unsafe { libc::mincore(addr.add(off).cast(), chunk, vec.as_mut_ptr()) };
+        if rc != 0 {
+            return false;
+        }
+        off += chunk;
+    }
+    true
+}
+
+/// Probes the kernel on scratch mappings that are unmapped again before returning.
+pub(crate) fn probe_features() -> Features {
+    Features {
+        multi_mapping_move: probe_multi_move(),
+        dontunmap: probe_dontunmap(),
+        mremap: true,
+    }
+}
+
+fn probe_multi_move() -> bool {
+    let page = super::page_size();
+    // Two adjacent mappings that the kernel cannot merge (different protections), then a move
+    // of both in one call into a reservation we own.
+    let Ok(src) = reserve(0, 2 * page) else {
+        return false;
+    };
+    // SAFETY: `src` is our own fresh reservation; MAP_FIXED over it replaces only it.
+    let first = unsafe {
+        libc::mmap(
+            src.cast(),
+            page,
+            PROT_RW,
+            MAP_PRIVATE | MAP_ANONYMOUS | libc::MAP_FIXED,
+            -1,
+            0,
+        )
+    };
+    let Ok(dst) = reserve(0, 2 * page) else {
+        // SAFETY: our own scratch range.
+        unsafe { libc::munmap(src.cast(), 2 * page) };
+        return false;
+    };
+    let ok = if first == MAP_FAILED {
+        false
+    } else {
+        // SAFETY: both ranges are our own scratch reservations, nothing refers to them.
+        unsafe { remap_fixed(src, 2 * page, 2 * page, dst) }.is_ok()
+    };
+    // SAFETY: our own scratch ranges (munmap of an already unmapped range is harmless).
+    unsafe {
+        libc::munmap(src.cast(), 2 * page);
+        libc::munmap(dst.cast(), 2 * page);
+    }
+    ok
+}
+
+fn probe_dontunmap() -> bool {
+    let page = super::page_size();
+    let Ok(src) = map_anon(0, page) else {
+        return false;
+    };
+    // SAFETY: `src` is our own scratch mapping; MAYMOVE without FIXED replaces nothing.
+    let p = unsafe {
+        libc::mremap(
+            src.cast(),
+            page,
+            page,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_DONTUNMAP,
+            ptr::null_mut::<c_void>(),
+        )
+    };
+    let ok = p != MAP_FAILED;
+    // SAFETY: our own scratch mappings.
+    unsafe {
+        if ok {
+            libc::munmap(p, page);
+        }
+        libc::munmap(src.cast(), page);
+    }
+    ok
+}

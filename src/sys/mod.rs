@@ -1,0 +1,215 @@
+//! The kernel layer: the only module that calls `libc`. Page size, anonymous mappings,
+//! reservations, `mremap` in its three forms, and run-time probes of kernel features.
+//!
+//! Exactly one backend is compiled, picked by one `cfg` below, and every backend has the same
+//! functions:
+//!
+//! * `linux.rs` — `mmap`/`mremap`: growth in place, zero-copy moves, multi-mapping moves.
+//! * `fallback.rs` — other unixes, and Linux with the `force-fallback` feature (so it is tested
+//!   here): POSIX `mmap` only; growth maps a new range and copies.
+//!
+//! Everything here returns [`Errno`] (a plain integer) instead of [`std::io::Error`]: the
+//! allocator path reaches this module and must never allocate.
+
+use core::fmt;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+#[cfg(all(target_os = "linux", not(feature = "force-fallback")))]
+#[path = "linux.rs"]
+mod backend;
+
+#[cfg(any(not(target_os = "linux"), feature = "force-fallback"))]
+#[path = "fallback.rs"]
+mod backend;
+
+#[cfg(test)]
+mod tests;
+
+pub(crate) use backend::*;
+
+/// An OS error number, as returned by a failed system call.
+///
+/// A plain integer so that the allocator path can carry it without allocating; convert with
+/// [`Errno::to_io`] where allocation is allowed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Errno(pub(crate) i32);
+
+impl Errno {
+    /// The calling thread's `errno` right now.
+    #[inline]
+    pub(crate) fn last() -> Self {
+        // `last_os_error` builds the `Os` variant, which holds the code inline and never
+        // allocates.
+        Errno(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    }
+
+    /// The same error as a [`std::io::Error`] (no allocation: the `Os` variant is inline).
+    pub(crate) fn to_io(self) -> std::io::Error {
+        std::io::Error::from_raw_os_error(self.0)
+    }
+}
+
+impl fmt::Debug for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.to_io(), f)
+    }
+}
+
+/// The size of a memory page in bytes (4096 on x86_64 Linux).
+///
+/// Read once from the kernel and cached; never allocates.
+///
+/// ```
+/// let page = remapvec::sys::page_size();
+/// assert!(page.is_power_of_two() && page >= 4096);
+/// ```
+#[inline]
+pub fn page_size() -> usize {
+    static PAGE: AtomicUsize = AtomicUsize::new(0);
+    match PAGE.load(Ordering::Relaxed) {
+        0 => {
+            let p = backend::query_page_size();
+            PAGE.store(p, Ordering::Relaxed);
+            p
+        }
+        p => p,
+    }
+}
+
+/// Size of the units the kernel moves cheaply: one page-table page maps 2 MiB on x86_64 and
+/// aarch64 with 4 KiB pages. Moving a range whose source and destination share their offset
+/// modulo this size moves whole page-table entries instead of single PTEs.
+pub const PMD_SIZE: usize = 2 << 20;
+
+/// One PUD entry maps 1 GiB: regions of that size are placed 1 GiB-aligned.
+pub const PUD_SIZE: usize = 1 << 30;
+
+/// Kernel features this crate can use, probed at run time on scratch mappings.
+///
+/// ```
+/// let f = remapvec::sys::features();
+/// // On Linux 6.17 and later one `mremap` call can move several mappings at once.
+/// println!("multi-mapping move: {}, MREMAP_DONTUNMAP: {}", f.multi_mapping_move, f.dontunmap);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Features {
+    /// `mremap(MREMAP_MAYMOVE | MREMAP_FIXED)` with `old_len == new_len` may span several
+    /// mappings and moves them all in one call (Linux 6.17+).
+    pub multi_mapping_move: bool,
+    /// `MREMAP_DONTUNMAP` works on private anonymous mappings (Linux 5.7+).
+    pub dontunmap: bool,
+    /// `mremap` exists at all (false on the portable backend).
+    pub mremap: bool,
+}
+
+/// The kernel features available to this process, probed once (on scratch mappings that are
+/// unmapped again) and cached.
+pub fn features() -> Features {
+    // 0 = not probed, otherwise 0x80 | bits.
+    static FEATURES: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+    let mut bits = FEATURES.load(Ordering::Acquire);
+    if bits == 0 {
+        let f = backend::probe_features();
+        bits = 0x80
+            | u8::from(f.multi_mapping_move)
+            | (u8::from(f.dontunmap) << 1)
+            | (u8::from(f.mremap) << 2);
+        FEATURES.store(bits, Ordering::Release);
+    }
+    Features {
+        multi_mapping_move: bits & 1 != 0,
+        dontunmap: bits & 2 != 0,
+        mremap: bits & 4 != 0,
+    }
+}
+
+/// Rounds `n` up to a multiple of the page size; `None` on overflow.
+#[inline]
+pub(crate) fn round_to_page(n: usize) -> Option<usize> {
+    let p = page_size();
+    n.checked_add(p - 1).map(|v| v & !(p - 1))
+}
+
+/// Where large regions are placed so that they can grow in place.
+///
+/// The kernel packs mappings top-down below the stack, so the addresses just above a fresh
+/// mapping are almost always taken and `mremap` cannot extend it. Instead regions are placed at
+/// hint addresses in a sparse zone of the address space far from the kernel's own mmap area,
+/// each in a slot several times its size, so the space after it stays free. The kernel is asked
+/// with `MAP_FIXED_NOREPLACE`, which never replaces an existing mapping: a taken slot is an
+/// `EEXIST`, and the next slot is tried.
+pub(crate) mod zone {
+    use core::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Start of the zone: 16 TiB, far above the program and brk heap of a typical
+    /// non-PIE/PIE binary and far below the mmap area (which starts below 128 TiB on x86_64).
+    #[cfg(target_pointer_width = "64")]
+    pub(crate) const START: usize = 16 << 40;
+    /// End of the zone (exclusive): 64 TiB, below where PIE executables are loaded (~85 TiB).
+    #[cfg(target_pointer_width = "64")]
+    pub(crate) const END: usize = 64 << 40;
+    // 32-bit address spaces have no room for such a zone: leave placement to the kernel.
+    #[cfg(not(target_pointer_width = "64"))]
+    pub(crate) const START: usize = 0;
+    #[cfg(not(target_pointer_width = "64"))]
+    pub(crate) const END: usize = 0;
+
+    /// How many slots to try before leaving placement to the kernel.
+    pub(crate) const ATTEMPTS: usize = 8;
+
+    static CURSOR: AtomicUsize = AtomicUsize::new(0);
+
+    /// Size of the slot for a region of `len` bytes with alignment `align`: room to grow 16x
+    /// in place (at most 1 TiB of room beyond the region itself), never below 2 MiB. A power of
+    /// two, and the slot is aligned to it, so a region of 2 MiB or more starts 2 MiB-aligned
+    /// and one of 1 GiB or more 1 GiB-aligned.
+    pub(crate) fn slot_size(len: usize, align: usize) -> Option<usize> {
+        let base = len.max(align).checked_next_power_of_two()?;
+        let room = base.saturating_mul(16).min(base.saturating_add(1 << 40));
+        let slot = room.max(super::PMD_SIZE).checked_next_power_of_two()?;
+        if slot > (END - START) / 4 {
+            None
+        } else {
+            Some(slot)
+        }
+    }
+
+    /// The next free-looking slot of `slot` bytes (a power of two), aligned to `slot`. Slots
+    /// are handed out in order through the zone and wrap around; whether one is really free is
+    /// for the kernel to say (`MAP_FIXED_NOREPLACE`).
+    pub(crate) fn next_slot(slot: usize) -> Option<usize> {
+        if END == 0 {
+            return None;
+        }
+        let mut seen = CURSOR.load(Ordering::Relaxed);
+        loop {
+            // `seen` is what the cursor held; compare-exchange against it, never a derived value.
+            let cur = if seen < START {
+                START + initial_offset()
+            } else {
+                seen
+            };
+            let mut addr = cur.checked_add(slot - 1)? & !(slot - 1);
+            if addr.checked_add(slot)? > END {
+                addr = START;
+            }
+            let next = addr + slot;
+            match CURSOR.compare_exchange_weak(seen, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return Some(addr),
+                Err(actual) => seen = actual,
+            }
+        }
+    }
+
+    /// A per-process starting point in the zone so that region addresses are not the same in
+    /// every run: derived from a stack address, which the kernel randomizes (ASLR). 1 GiB
+    /// granular, within the first quarter of the zone.
+    fn initial_offset() -> usize {
+        let probe = 0u8;
+        let seed =
+            (&raw const probe as usize >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as usize);
+        let quarter_gib = (END - START) / 4 >> 30;
+        ((seed >> 20) % quarter_gib.max(1)) << 30
+    }
+}

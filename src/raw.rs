@@ -398,12 +398,8 @@ impl<T> RawVec<T> {
             return Err(self);
         }
         let me = core::mem::ManuallyDrop::new(self);
-        let cap = if Self::ELEM.size() == 0 {
-            0
-        } else {
-            me.inner.cap
-        };
-        Ok((me.inner.ptr.cast(), cap))
+        // For zero-sized `T` the capacity is `usize::MAX`, which is also what `Vec` reports.
+        Ok((me.inner.ptr.cast(), me.inner.cap))
     }
 
     /// Gives the buffer up without freeing it (for `leak`).

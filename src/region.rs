@@ -227,12 +227,13 @@ impl Region {
                     bytes: 0,
                 });
             }
+            let old_len = self.len;
             match self.move_to_reservation(new_len, &mut calls) {
                 Ok(()) => {
                     return Ok(Growth {
                         how: How::Moved,
                         syscalls: calls,
-                        bytes: self.len,
+                        bytes: old_len,
                     });
                 }
                 Err(e) => err = e,

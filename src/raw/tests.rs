@@ -1,1 +1,136 @@
+use super::*;
+use crate::sys;
 
+fn opts(threshold: usize) -> VecOptions {
+    VecOptions::new().heap_threshold(threshold)
+}
+
+#[test]
+fn small_capacities_stay_on_the_heap() {
+    let mut r: RawVec<u64> = RawVec::new(VecOptions::new());
+    r.reserve(0, 100);
+    assert!(!r.is_mapped());
+    assert_eq!(r.capacity(), 100.max(4));
+    assert_eq!(r.stats().heap_grows, 1);
+    assert_eq!(r.stats().grows(), 0);
+}
+
+#[test]
+fn crossing_the_threshold_copies_once_then_never() {
+    let mut r: RawVec<u8> = RawVec::new(opts(64 << 10));
+    r.reserve_exact(0, 1000);
+    // SAFETY: the buffer has room for 1000 bytes.
+    unsafe { r.ptr().write_bytes(7, 1000) };
+    r.reserve_exact(1000, 100 << 10);
+    assert!(r.is_mapped());
+    let s = r.stats();
+    assert_eq!((s.copied, s.bytes_copied), (1, 1000));
+    // SAFETY: the first 1000 bytes were initialized and carried over.
+    assert!(
+        unsafe { core::slice::from_raw_parts(r.ptr(), 1000) }
+            .iter()
+            .all(|&b| b == 7)
+    );
+    r.reserve_exact(1000, 100 << 20);
+    let s = r.stats();
+    if sys::HAS_MREMAP {
+        assert_eq!(
+            (s.copied, s.bytes_copied),
+            (1, 1000),
+            "a mapped grow copied"
+        );
+    }
+    assert_eq!(s.grows(), 2);
+}
+
+#[test]
+fn mapped_capacity_is_the_whole_mapping() {
+    let page = sys::page_size();
+    let mut r: RawVec<u8> = RawVec::new(opts(0));
+    r.reserve_exact(0, 1);
+    assert_eq!(r.capacity(), page);
+    // 24-byte elements: as many as fit in whole pages.
+    let mut r: RawVec<[u64; 3]> = RawVec::new(opts(0));
+    r.reserve_exact(0, 1);
+    assert_eq!(r.capacity(), page / 24);
+}
+
+#[test]
+fn zero_sized_elements_never_allocate() {
+    let mut r: RawVec<()> = RawVec::new(opts(0));
+    assert_eq!(r.capacity(), usize::MAX);
+    r.reserve(0, usize::MAX);
+    assert!(!r.is_mapped());
+    assert_eq!(
+        r.try_reserve(1, usize::MAX).unwrap_err().kind(),
+        TryReserveErrorKind::CapacityOverflow
+    );
+}
+
+#[test]
+fn failed_reserve_keeps_the_buffer() {
+    let mut r: RawVec<u64> = RawVec::new(opts(0));
+    r.reserve(0, 10);
+    let (p, cap) = (r.ptr(), r.capacity());
+    assert_eq!(
+        r.try_reserve(10, usize::MAX / 8).unwrap_err().kind(),
+        TryReserveErrorKind::CapacityOverflow
+    );
+    let e = r
+        .try_reserve(10, isize::MAX as usize / 8 - 100)
+        .unwrap_err();
+    assert!(
+        matches!(
+            e.kind(),
+            TryReserveErrorKind::AllocError {
+                os_error: Some(_),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!((r.ptr(), r.capacity()), (p, cap));
+}
+
+#[test]
+fn shrinking_below_the_threshold_returns_to_the_heap() {
+    let mut r: RawVec<u8> = RawVec::new(opts(64 << 10));
+    r.reserve_exact(0, 1 << 20);
+    assert!(r.is_mapped());
+    // SAFETY: room for 10 bytes.
+    unsafe { r.ptr().write_bytes(3, 10) };
+    r.shrink_to(10, 0);
+    assert!(!r.is_mapped());
+    assert_eq!(r.capacity(), 10);
+    // SAFETY: the 10 bytes were carried over.
+    assert!(
+        unsafe { core::slice::from_raw_parts(r.ptr(), 10) }
+            .iter()
+            .all(|&b| b == 3)
+    );
+    r.shrink_to(0, 0);
+    assert_eq!(r.capacity(), 0);
+}
+
+#[test]
+fn shrinking_a_large_mapping_stays_mapped_in_whole_pages() {
+    let page = sys::page_size();
+    let mut r: RawVec<u8> = RawVec::new(opts(64 << 10));
+    r.reserve_exact(0, 4 << 20);
+    r.shrink_to(0, (1 << 20) + 1);
+    assert!(r.is_mapped());
+    assert_eq!(r.capacity(), (1 << 20) + page);
+}
+
+#[test]
+fn over_aligned_elements_are_aligned_in_both_phases() {
+    #[repr(align(8192))]
+    struct Big(#[allow(dead_code)] u8);
+    for threshold in [usize::MAX, 0] {
+        let mut r: RawVec<Big> = RawVec::new(opts(threshold));
+        r.reserve(0, 3);
+        assert_eq!(r.ptr() as usize % 8192, 0);
+        r.reserve(3, 300);
+        assert_eq!(r.ptr() as usize % 8192, 0);
+    }
+}

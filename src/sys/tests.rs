@@ -1,1 +1,134 @@
+use super::*;
 
+fn count_mappings() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn page_size_is_a_cached_power_of_two() {
+    let p = page_size();
+    assert!(p.is_power_of_two() && p >= 4096);
+    assert_eq!(page_size(), p);
+    assert_eq!(round_to_page(1), Some(p));
+    assert_eq!(round_to_page(p), Some(p));
+    assert_eq!(round_to_page(0), Some(0));
+    assert_eq!(round_to_page(usize::MAX), None);
+}
+
+#[test]
+fn anonymous_memory_is_zeroed_and_writable() {
+    let len = 4 * page_size();
+    let p = map_anon(0, len).unwrap();
+    // SAFETY: a fresh mapping of `len` bytes that this test owns.
+    unsafe {
+        assert!(core::slice::from_raw_parts(p, len).iter().all(|&b| b == 0));
+        p.add(len - 1).write(7);
+        assert!(is_mapped(p, len));
+        unmap(p, len).unwrap();
+    }
+    assert!(!is_mapped(p, len));
+}
+
+#[test]
+fn a_hint_never_replaces_an_existing_mapping() {
+    let len = page_size();
+    let first = reserve(0, len).unwrap();
+    // The hint is taken: EEXIST, and the existing mapping is untouched.
+    assert_eq!(
+        map_anon(first as usize, len).unwrap_err(),
+        Errno(libc::EEXIST)
+    );
+    assert_eq!(
+        reserve(first as usize, len).unwrap_err(),
+        Errno(libc::EEXIST)
+    );
+    assert!(is_mapped(first, len));
+    // SAFETY: our reservation.
+    unsafe { unmap(first, len).unwrap() };
+    // Now free: the hint is honoured exactly.
+    let again = map_anon(first as usize, len).unwrap();
+    assert_eq!(again, first);
+    // SAFETY: our mapping.
+    unsafe { unmap(again, len).unwrap() };
+}
+
+#[cfg(all(target_os = "linux", not(feature = "force-fallback")))]
+#[test]
+fn remap_in_place_grows_into_free_space_and_keeps_bytes() {
+    let page = page_size();
+    // Reserve 4 pages, keep the first as memory: the 3 after it are ours and free.
+    let base = reserve(0, 4 * page).unwrap();
+    // SAFETY: we own the reservation; release the tail so it is free address space.
+    unsafe { unmap(base.add(page), 3 * page).unwrap() };
+    // SAFETY: the first page is our reservation; replace it by memory via a fresh map.
+    unsafe { unmap(base, page).unwrap() };
+    let p = map_anon(base as usize, page).unwrap();
+    // SAFETY: our mapping; the pages after it are free (just unmapped by us).
+    unsafe {
+        p.write(42);
+        remap_in_place(p, page, 3 * page).unwrap();
+        assert_eq!(p.read(), 42);
+        assert_eq!(p.add(2 * page).read(), 0);
+        unmap(p, 3 * page).unwrap();
+    }
+}
+
+#[cfg(all(target_os = "linux", not(feature = "force-fallback")))]
+#[test]
+fn feature_probe_matches_the_kernel_and_leaks_nothing() {
+    let before = count_mappings();
+    let f = probe_features();
+    assert!(f.mremap);
+    let after = count_mappings();
+    assert!(
+        after <= before + 1,
+        "probe leaked mappings: {before} -> {after}"
+    );
+    // Multi-mapping moves exist from Linux 6.17, MREMAP_DONTUNMAP for anonymous memory from 5.7.
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut nums = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|s| s.parse::<u32>().ok());
+    let version = (nums.next().unwrap(), nums.next().unwrap());
+    assert_eq!(f.multi_mapping_move, version >= (6, 17), "kernel {release}");
+    assert_eq!(f.dontunmap, version >= (5, 7), "kernel {release}");
+    assert_eq!(features(), f);
+}
+
+#[cfg(any(not(target_os = "linux"), feature = "force-fallback"))]
+#[test]
+fn fallback_has_no_mremap() {
+    let page = page_size();
+    let p = map_anon(0, page).unwrap();
+    // SAFETY: our mapping.
+    unsafe {
+        assert_eq!(
+            remap_in_place(p, page, 2 * page).unwrap_err(),
+            Errno(libc::ENOTSUP)
+        );
+        assert!(remap_maymove(p, page, 2 * page).is_err());
+        unmap(p, page).unwrap();
+    }
+    assert!(!features().mremap);
+}
+
+#[test]
+fn zone_slots_are_aligned_to_their_size_and_leave_room() {
+    let page = page_size();
+    for len in [page, 100 << 10, 2 << 20, 5 << 20, 1 << 30, 3 << 30] {
+        let slot = zone::slot_size(len, page).unwrap();
+        assert!(slot.is_power_of_two());
+        assert!(slot >= 16 * len.next_power_of_two().min(1 << 40) || slot >= len + (1 << 40));
+        assert!(slot >= PMD_SIZE);
+        let a = zone::next_slot(slot).unwrap();
+        assert_eq!(a % slot, 0);
+        assert!(a >= zone::START && a + slot <= zone::END);
+    }
+    // Alignment above the size is honoured.
+    let slot = zone::slot_size(page, 64 << 20).unwrap();
+    assert!(slot >= 64 << 20);
+    // Absurd sizes get no slot (the kernel places them, or refuses).
+    assert_eq!(zone::slot_size(usize::MAX / 2, page), None);
+}

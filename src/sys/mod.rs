@@ -160,14 +160,19 @@ pub(crate) mod zone {
 
     static CURSOR: AtomicUsize = AtomicUsize::new(0);
 
-    /// Size of the slot for a region of `len` bytes with alignment `align`: room to grow 16x
-    /// in place (at most 1 TiB of room beyond the region itself), never below 2 MiB. A power of
-    /// two, and the slot is aligned to it, so a region of 2 MiB or more starts 2 MiB-aligned
-    /// and one of 1 GiB or more 1 GiB-aligned.
+    /// Smallest slot: a region placed anywhere can grow in place to 4 GiB. Address space is
+    /// plentiful (the zone holds 12 288 such slots, more than a process can have regions of
+    /// 128 KiB and up before `vm.max_map_count` bites) and costs nothing until touched.
+    const MIN_SLOT: usize = 4 << 30;
+
+    /// Size of the slot for a region of `len` bytes with alignment `align`: room to grow 256x
+    /// in place (at most 4 TiB of room beyond the region), never below [`MIN_SLOT`]. A power
+    /// of two, and the slot is aligned to it, so every placed region starts 4 GiB-aligned
+    /// (2 MiB- and 1 GiB-aligned in particular, as the cheap moves need).
     pub(crate) fn slot_size(len: usize, align: usize) -> Option<usize> {
         let base = len.max(align).checked_next_power_of_two()?;
-        let room = base.saturating_mul(16).min(base.saturating_add(1 << 40));
-        let slot = room.max(super::PMD_SIZE).checked_next_power_of_two()?;
+        let room = base.saturating_mul(256).min(base.saturating_add(4 << 40));
+        let slot = room.max(MIN_SLOT).checked_next_power_of_two()?;
         if slot > (END - START) / 4 {
             None
         } else {

@@ -85,20 +85,20 @@ fn create(kind: Kind, hint: usize, len: usize) -> Result<*mut u8, Errno> {
 fn place(kind: Kind, len: usize, align: usize, calls: &mut u32) -> Result<*mut u8, Errno> {
     let align = placement_align(len, align);
     let mut zone_failed = false;
-    if !ZONE_UNUSABLE.load(Ordering::Relaxed) {
-        if let Some(slot) = zone::slot_size(len, align) {
-            for _ in 0..zone::ATTEMPTS {
-                let Some(addr) = zone::next_slot(slot) else {
+    if !ZONE_UNUSABLE.load(Ordering::Relaxed)
+        && let Some(slot) = zone::slot_size(len, align)
+    {
+        for _ in 0..zone::ATTEMPTS {
+            let Some(addr) = zone::next_slot(slot) else {
+                break;
+            };
+            *calls += 1;
+            match create(kind, addr, len) {
+                Ok(p) => return Ok(p),
+                Err(Errno(libc::EEXIST)) => continue,
+                Err(_) => {
+                    zone_failed = true;
                     break;
-                };
-                *calls += 1;
-                match create(kind, addr, len) {
-                    Ok(p) => return Ok(p),
-                    Err(Errno(libc::EEXIST)) => continue,
-                    Err(_) => {
-                        zone_failed = true;
-                        break;
-                    }
                 }
             }
         }
@@ -169,7 +169,7 @@ impl Region {
     /// caller and given up to the region; `len` is a non-zero page multiple; `ptr` is aligned
     /// to `align`.
     pub(crate) unsafe fn from_raw_parts(ptr: NonNull<u8>, len: usize, align: usize) -> Region {
-        debug_assert!(len > 0 && len % sys::page_size() == 0);
+        debug_assert!(len > 0 && len.is_multiple_of(sys::page_size()));
         debug_assert_eq!(ptr.as_ptr() as usize % align, 0);
         Region { ptr, len, align }
     }
@@ -325,7 +325,7 @@ impl Region {
     /// Asks for transparent huge pages if the region is 2 MiB-aligned and at least 2 MiB.
     /// Returns the system calls made.
     pub(crate) fn advise_huge(&self) -> u32 {
-        if self.len >= PMD_SIZE && self.as_ptr() as usize % PMD_SIZE == 0 {
+        if self.len >= PMD_SIZE && (self.as_ptr() as usize).is_multiple_of(PMD_SIZE) {
             let _ = sys::advise_huge(self.as_ptr(), self.len);
             1
         } else {

@@ -192,7 +192,7 @@ fn apply<T: Elem>(r: &mut RemapVec<T>, v: &mut Vec<T>, op: &Op) {
             let rg = range(*a, *b, len);
             let xs: Vec<T> = xs.iter().map(|&x| T::make(x)).collect();
             // A filtered iterator has a lower size hint of 0: exercises the collect path too.
-            let keep = xs.len() % 2 == 0;
+            let keep = xs.len().is_multiple_of(2);
             let got: Vec<T> = r
                 .splice(rg.clone(), xs.clone().into_iter().filter(|_| keep))
                 .collect();

@@ -1,7 +1,7 @@
 //! Placement: regions are placed with room after them, so grows happen in place even while
 //! the program makes unrelated mappings; and many small vectors cost no mappings.
 
-use remapvec::{GrowStats, RemapVec};
+use remapvec::RemapVec;
 use std::sync::Mutex;
 
 /// The tests here count the process's mappings; they must not run at the same time.
@@ -46,7 +46,7 @@ fn most_grows_are_in_place_while_other_mappings_are_made() {
             raw_maps.push(p);
         }
     }
-    let mut total = GrowStats::default();
+    let mut total = remapvec::GrowStats::default();
     for v in &vs {
         total += v.stats();
     }

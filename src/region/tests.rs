@@ -113,6 +113,7 @@ fn shrink_releases_the_tail() {
     let page = sys::page_size();
     let (mut r, _) = Region::new(16 * page, 1).unwrap();
     fill(&r, 16 * page, 1);
+    // SAFETY: 4 pages into a 16-page mapping.
     let tail = unsafe { r.as_ptr().add(4 * page) };
     assert_eq!(r.shrink(3 * page + 1).unwrap(), 1);
     assert_eq!(r.len(), 4 * page);

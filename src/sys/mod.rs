@@ -214,7 +214,7 @@ pub(crate) mod zone {
         let probe = 0u8;
         let seed =
             (&raw const probe as usize >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as usize);
-        let quarter_gib = (END - START) / 4 >> 30;
+        let quarter_gib = ((END - START) / 4) >> 30;
         ((seed >> 20) % quarter_gib.max(1)) << 30
     }
 }

@@ -1,5 +1,6 @@
 use super::*;
 
+#[cfg(all(target_os = "linux", not(feature = "force-fallback")))]
 fn count_mappings() -> usize {
     std::fs::read_to_string("/proc/self/maps")
         .map(|s| s.lines().count())

@@ -126,3 +126,8 @@ pub(crate) fn probe_features() -> Features {
         mremap: false,
     }
 }
+
+/// This backend never uses `MREMAP_FIXED`; valgrind needs no accommodation.
+pub(crate) fn under_valgrind() -> bool {
+    false
+}

@@ -244,3 +244,19 @@ fn probe_dontunmap() -> bool {
     }
     ok
 }
+
+/// Whether the process runs under valgrind (its preload library is in `LD_PRELOAD`). Valgrind
+/// emulates `mremap` itself and (3.19) loses track of the grown part of a mapping that
+/// `MREMAP_FIXED` moves and grows into an existing reservation, reporting every later access
+/// there as invalid; the region layer then uses plain `MREMAP_MAYMOVE` instead. Never allocates.
+pub(crate) fn under_valgrind() -> bool {
+    // SAFETY: getenv with a NUL-terminated name; the result is read before any setenv could
+    // run on this path (we only read it once, at the first move).
+    let p = unsafe { libc::getenv(c"LD_PRELOAD".as_ptr()) };
+    if p.is_null() {
+        return false;
+    }
+    // SAFETY: getenv returns a NUL-terminated string.
+    let bytes = unsafe { core::ffi::CStr::from_ptr(p) }.to_bytes();
+    bytes.windows(9).any(|w| w == b"vgpreload")
+}

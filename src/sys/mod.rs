@@ -124,6 +124,20 @@ pub fn features() -> Features {
     }
 }
 
+/// Whether valgrind runs this process (checked once, cached). See the backend's
+/// `under_valgrind`: moves then avoid `MREMAP_FIXED`, which valgrind mis-emulates.
+pub(crate) fn valgrind() -> bool {
+    static STATE: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+    match STATE.load(Ordering::Relaxed) {
+        0 => {
+            let v = backend::under_valgrind();
+            STATE.store(1 + u8::from(v), Ordering::Relaxed);
+            v
+        }
+        s => s == 2,
+    }
+}
+
 /// Rounds `n` up to a multiple of the page size; `None` on overflow.
 #[inline]
 pub(crate) fn round_to_page(n: usize) -> Option<usize> {

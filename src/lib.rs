@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![cfg(unix)]
 
+mod alloc;
 mod error;
 mod raw;
 mod region;
@@ -8,6 +9,7 @@ mod stats;
 pub mod sys;
 mod vec;
 
+pub use alloc::{AllocStats, RemapAlloc};
 pub use error::{TryReserveError, TryReserveErrorKind};
 pub use raw::{DEFAULT_HEAP_THRESHOLD, VecOptions};
 pub use stats::GrowStats;

@@ -1,0 +1,492 @@
+//! `RemapAlloc<A = System>`: size-threshold dispatch between an inner allocator and page
+//! regions; `GlobalAlloc` and `allocator_api2` 0.2 `Allocator`. Large reallocations are
+//! `mremap`s: in place, else moved, never copied unless the kernel refuses both.
+//!
+//! Nothing on these paths allocates: the region layer works with raw errno values and fixed
+//! statics, so the allocator can be the global allocator without recursing into itself.
+
+use crate::raw::DEFAULT_HEAP_THRESHOLD;
+use crate::region::{How, Region};
+use crate::stats::GrowStats;
+use crate::sys;
+use allocator_api2::alloc::{AllocError, Allocator};
+use core::alloc::{GlobalAlloc, Layout};
+use core::mem::ManuallyDrop;
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::alloc::System;
+
+/// An allocator that serves small requests from an inner allocator and large ones (from the
+/// threshold on, default 128 KiB) from page regions placed to grow in place, so that every
+/// large `realloc` in a program is zero-copy.
+///
+/// As the global allocator:
+///
+/// ```
+/// use remapvec::RemapAlloc;
+///
+/// #[global_allocator]
+/// static GLOBAL: RemapAlloc = RemapAlloc::new();
+///
+/// fn main() {
+///     let mut v: Vec<u8> = Vec::with_capacity(1 << 20); // a region
+///     v.resize(64 << 20, 1); // grows by mremap, no copy
+///     assert_eq!(v[(64 << 20) - 1], 1);
+/// }
+/// ```
+///
+/// With the `allocator_api2` 0.2 `Allocator` trait (hashbrown, allocator-api2 collections):
+///
+/// ```
+/// use allocator_api2::vec::Vec;
+/// use remapvec::RemapAlloc;
+///
+/// let alloc = RemapAlloc::new();
+/// let mut v = Vec::new_in(&alloc);
+/// v.extend(0..1_000_000u64);
+/// assert_eq!(v[999_999], 999_999);
+/// ```
+///
+/// Which side a block lives on is decided by its size alone, so `dealloc` and `realloc` find it
+/// again from the layout they are given: the inner allocator never sees a block of the
+/// threshold or more.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RemapAlloc<A = System> {
+    inner: A,
+    /// Sizes `>= threshold` (and `>= 1`) are regions.
+    threshold: usize,
+}
+
+impl RemapAlloc<System> {
+    /// Large blocks from 128 KiB on, small ones from [`System`].
+    pub const fn new() -> Self {
+        RemapAlloc {
+            inner: System,
+            threshold: DEFAULT_HEAP_THRESHOLD,
+        }
+    }
+
+    /// Large blocks from `bytes` on (`0`: every block is a region), small ones from [`System`].
+    ///
+    /// ```
+    /// # use remapvec::RemapAlloc;
+    /// static A: RemapAlloc = RemapAlloc::with_threshold(1 << 20);
+    /// assert_eq!(A.get_threshold(), 1 << 20);
+    /// ```
+    pub const fn with_threshold(bytes: usize) -> Self {
+        RemapAlloc {
+            inner: System,
+            threshold: bytes,
+        }
+    }
+}
+
+impl<A> RemapAlloc<A> {
+    /// Around any inner allocator (jemalloc, mimalloc, a counting wrapper), which serves the
+    /// blocks below the threshold (128 KiB).
+    ///
+    /// ```
+    /// # use remapvec::RemapAlloc;
+    /// static A: RemapAlloc<std::alloc::System> = RemapAlloc::wrapping(std::alloc::System);
+    /// ```
+    pub const fn wrapping(inner: A) -> Self {
+        RemapAlloc {
+            inner,
+            threshold: DEFAULT_HEAP_THRESHOLD,
+        }
+    }
+
+    /// The same allocator with another threshold.
+    ///
+    /// ```
+    /// # use remapvec::RemapAlloc;
+    /// static A: RemapAlloc = RemapAlloc::wrapping(std::alloc::System).threshold(4096);
+    /// ```
+    pub const fn threshold(mut self, bytes: usize) -> Self {
+        self.threshold = bytes;
+        self
+    }
+
+    /// The size from which blocks are regions.
+    ///
+    /// ```
+    /// assert_eq!(remapvec::RemapAlloc::new().get_threshold(), 128 << 10);
+    /// ```
+    pub const fn get_threshold(&self) -> usize {
+        self.threshold
+    }
+
+    /// The inner allocator.
+    pub const fn inner(&self) -> &A {
+        &self.inner
+    }
+
+    /// Process-wide counters of every `RemapAlloc`: large blocks, how large reallocations
+    /// happened, and the copies made when a block crossed the threshold.
+    ///
+    /// ```
+    /// use remapvec::RemapAlloc;
+    /// let a = RemapAlloc::new();
+    /// let mut v = allocator_api2::vec::Vec::<u8, _>::with_capacity_in(1 << 20, &a);
+    /// v.resize(8 << 20, 0);
+    /// let s = RemapAlloc::<std::alloc::System>::stats();
+    /// assert!(s.large_allocs >= 1 && s.growth.grows() >= 1);
+    /// ```
+    pub fn stats() -> AllocStats {
+        AllocStats {
+            large_live: LARGE_LIVE.load(Relaxed),
+            large_allocs: LARGE_ALLOCS.load(Relaxed),
+            growth: GrowStats {
+                in_place: IN_PLACE.load(Relaxed),
+                moved: MOVED.load(Relaxed),
+                copied: COPIED.load(Relaxed),
+                bytes_remapped: BYTES_REMAPPED.load(Relaxed),
+                bytes_copied: BYTES_COPIED.load(Relaxed),
+                heap_grows: 0,
+                syscalls: SYSCALLS.load(Relaxed),
+            },
+            crossings: CROSSINGS.load(Relaxed),
+            bytes_copied_crossing: BYTES_CROSSING.load(Relaxed),
+        }
+    }
+
+    #[inline]
+    fn is_large(&self, size: usize) -> bool {
+        size >= self.threshold.max(1)
+    }
+}
+
+/// Process-wide counters of [`RemapAlloc`], from [`RemapAlloc::stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AllocStats {
+    /// Large blocks (regions) alive now.
+    pub large_live: u64,
+    /// Large blocks allocated so far.
+    pub large_allocs: u64,
+    /// Reallocations from a large size to a large size: in place, moved, or copied (only when
+    /// the kernel refused both), with their bytes and system calls.
+    pub growth: GrowStats,
+    /// Reallocations that crossed the threshold (one copy each, as with any allocator).
+    pub crossings: u64,
+    /// Bytes copied by those crossings.
+    pub bytes_copied_crossing: u64,
+}
+
+static LARGE_LIVE: AtomicU64 = AtomicU64::new(0);
+static LARGE_ALLOCS: AtomicU64 = AtomicU64::new(0);
+static IN_PLACE: AtomicU64 = AtomicU64::new(0);
+static MOVED: AtomicU64 = AtomicU64::new(0);
+static COPIED: AtomicU64 = AtomicU64::new(0);
+static BYTES_REMAPPED: AtomicU64 = AtomicU64::new(0);
+static BYTES_COPIED: AtomicU64 = AtomicU64::new(0);
+static SYSCALLS: AtomicU64 = AtomicU64::new(0);
+static CROSSINGS: AtomicU64 = AtomicU64::new(0);
+static BYTES_CROSSING: AtomicU64 = AtomicU64::new(0);
+
+fn alloc_large(layout: Layout) -> *mut u8 {
+    match Region::new(layout.size(), layout.align()) {
+        Ok((region, calls)) => {
+            LARGE_LIVE.fetch_add(1, Relaxed);
+            LARGE_ALLOCS.fetch_add(1, Relaxed);
+            SYSCALLS.fetch_add(u64::from(calls), Relaxed);
+            region.into_raw_parts().0.as_ptr()
+        }
+        Err(_) => ptr::null_mut(),
+    }
+}
+
+/// The region behind a large block, not to be dropped unless the block is freed.
+///
+/// # Safety
+/// `ptr` was returned by `alloc_large` (or a large resize) for a block of `layout`.
+unsafe fn region_of(ptr: *mut u8, layout: Layout) -> ManuallyDrop<Region> {
+    // A region's length is its block size rounded up to pages, computed the same way here.
+    let len = sys::round_to_page(layout.size()).unwrap_or(usize::MAX);
+    // SAFETY: per the caller, `ptr..ptr + len` is the mapping made for this block, aligned to
+    // `layout.align()`, and it is non-null.
+    ManuallyDrop::new(unsafe {
+        Region::from_raw_parts(NonNull::new_unchecked(ptr), len, layout.align())
+    })
+}
+
+/// # Safety
+/// `ptr` is a live large block of `layout`.
+unsafe fn dealloc_large(ptr: *mut u8, layout: Layout) {
+    // SAFETY: forwarded from the caller; dropping the region unmaps the block.
+    drop(ManuallyDrop::into_inner(unsafe { region_of(ptr, layout) }));
+    SYSCALLS.fetch_add(1, Relaxed);
+    LARGE_LIVE.fetch_sub(1, Relaxed);
+}
+
+/// Grows or shrinks a large block to another large size. Null on failure, the block intact.
+///
+/// # Safety
+/// `ptr` is a live large block of `layout`; the caller gives up its old address on success.
+unsafe fn resize_large(ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+    // SAFETY: forwarded from the caller.
+    let mut region = unsafe { region_of(ptr, layout) };
+    if new_size >= layout.size() {
+        let Ok(g) = region.grow(new_size) else {
+            return ptr::null_mut();
+        };
+        SYSCALLS.fetch_add(u64::from(g.syscalls), Relaxed);
+        match g.how {
+            How::InPlace => IN_PLACE.fetch_add(1, Relaxed),
+            How::Moved => {
+                BYTES_REMAPPED.fetch_add(g.bytes as u64, Relaxed);
+                MOVED.fetch_add(1, Relaxed)
+            }
+            How::Copied => {
+                BYTES_COPIED.fetch_add(g.bytes as u64, Relaxed);
+                COPIED.fetch_add(1, Relaxed)
+            }
+        };
+    } else {
+        match region.shrink(new_size) {
+            Ok(calls) => SYSCALLS.fetch_add(u64::from(calls), Relaxed),
+            Err(_) => return ptr::null_mut(),
+        };
+    }
+    region.as_ptr()
+}
+
+impl<A: GlobalAlloc> RemapAlloc<A> {
+    /// Reallocation, optionally zeroing the bytes from `layout.size()` to `new_size` that may
+    /// not be zero already. Null on failure, the old block intact.
+    ///
+    /// # Safety
+    /// `ptr` is a live block of this allocator with `layout`; `new_size` is non-zero and,
+    /// rounded up to `layout.align()`, at most `isize::MAX`.
+    unsafe fn realloc_impl(
+        &self,
+        ptr: *mut u8,
+        layout: Layout,
+        new_size: usize,
+        zero: bool,
+    ) -> *mut u8 {
+        let (old_large, new_large) = (self.is_large(layout.size()), self.is_large(new_size));
+        let (p, dirty_end) = match (old_large, new_large) {
+            (false, false) => {
+                // SAFETY: forwarded from the caller; the inner allocator owns small blocks.
+                (
+                    unsafe { self.inner.realloc(ptr, layout, new_size) },
+                    new_size,
+                )
+            }
+            (true, true) => {
+                // Pages beyond the old block's last page are fresh (zero); only the rest of that
+                // page may hold bytes from before a shrink.
+                let page_end = sys::round_to_page(layout.size()).unwrap_or(usize::MAX);
+                // SAFETY: forwarded from the caller.
+                (
+                    unsafe { resize_large(ptr, layout, new_size) },
+                    page_end.min(new_size),
+                )
+            }
+            _ => {
+                // SAFETY: the caller guarantees the new layout is valid.
+                let new_layout =
+                    unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+                // SAFETY: non-zero size.
+                let new = unsafe {
+                    if zero {
+                        self.alloc_zeroed(new_layout)
+                    } else {
+                        self.alloc(new_layout)
+                    }
+                };
+                if new.is_null() {
+                    return new;
+                }
+                let n = layout.size().min(new_size);
+                // SAFETY: both blocks are live, distinct and at least `n` bytes long; the old one
+                // is freed with its own layout.
+                unsafe {
+                    ptr::copy_nonoverlapping(ptr, new, n);
+                    self.dealloc(ptr, layout);
+                }
+                CROSSINGS.fetch_add(1, Relaxed);
+                BYTES_CROSSING.fetch_add(n as u64, Relaxed);
+                return new;
+            }
+        };
+        if zero && !p.is_null() && dirty_end > layout.size() {
+            // SAFETY: the block is `new_size >= dirty_end` bytes long.
+            unsafe {
+                p.add(layout.size())
+                    .write_bytes(0, dirty_end - layout.size())
+            };
+        }
+        p
+    }
+}
+
+// SAFETY: small blocks are the inner allocator's, with its guarantees; large blocks are fresh
+// mappings of at least `layout.size()` bytes aligned to `layout.align()` (the region layer
+// places them so), unique to the caller until `dealloc`. `dealloc`/`realloc` find the side from
+// the layout's size, which is the one the block was allocated or last reallocated with. No path
+// panics or allocates.
+unsafe impl<A: GlobalAlloc> GlobalAlloc for RemapAlloc<A> {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if self.is_large(layout.size()) {
+            alloc_large(layout)
+        } else {
+            // SAFETY: forwarded from the caller.
+            unsafe { self.inner.alloc(layout) }
+        }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if self.is_large(layout.size()) {
+            // Fresh anonymous pages are zero: nothing to write.
+            alloc_large(layout)
+        } else {
+            // SAFETY: forwarded from the caller.
+            unsafe { self.inner.alloc_zeroed(layout) }
+        }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if self.is_large(layout.size()) {
+            // SAFETY: a large block of this layout, per the caller.
+            unsafe { dealloc_large(ptr, layout) }
+        } else {
+            // SAFETY: forwarded from the caller.
+            unsafe { self.inner.dealloc(ptr, layout) }
+        }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded from the caller (GlobalAlloc::realloc has the same contract).
+        unsafe { self.realloc_impl(ptr, layout, new_size, false) }
+    }
+}
+
+fn dangling(align: usize) -> NonNull<[u8]> {
+    // SAFETY: an alignment is a non-zero power of two, so the address is non-null and aligned.
+    let p = unsafe { NonNull::new_unchecked(ptr::without_provenance_mut::<u8>(align)) };
+    NonNull::slice_from_raw_parts(p, 0)
+}
+
+impl<A: GlobalAlloc> RemapAlloc<A> {
+    /// Moves a block to a new layout, for the `Allocator` methods.
+    ///
+    /// # Safety
+    /// As `Allocator::grow`/`shrink`: `ptr` is a live block of `old` from this allocator.
+    unsafe fn resize_api(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+        zero: bool,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        if old.size() == 0 {
+            return if zero {
+                self.allocate_zeroed(new)
+            } else {
+                self.allocate(new)
+            };
+        }
+        if new.size() == 0 {
+            // SAFETY: a live block of `old`.
+            unsafe { self.deallocate(ptr, old) };
+            return Ok(dangling(new.align()));
+        }
+        let p = if old.align() == new.align() {
+            // SAFETY: a live block of `old`; `new` is a valid layout with a non-zero size.
+            unsafe { self.realloc_impl(ptr.as_ptr(), old, new.size(), zero) }
+        } else {
+            let fresh = if zero {
+                self.allocate_zeroed(new)?
+            } else {
+                self.allocate(new)?
+            };
+            // SAFETY: both live and distinct; `ptr` is freed with its own layout.
+            unsafe {
+                ptr::copy_nonoverlapping(
+                    ptr.as_ptr(),
+                    fresh.as_ptr().cast(),
+                    old.size().min(new.size()),
+                );
+                self.deallocate(ptr, old);
+            }
+            return Ok(fresh);
+        };
+        NonNull::new(p)
+            .map(|p| NonNull::slice_from_raw_parts(p, new.size()))
+            .ok_or(AllocError)
+    }
+}
+
+// SAFETY: blocks are valid for their layout until deallocated (see the `GlobalAlloc` impl);
+// zero-size requests get a dangling, aligned pointer and are never passed on; copies and moves
+// of the allocator share the process-wide regions and the inner allocator's blocks, so any copy
+// may free a block of another, as `Allocator` requires of clones when `A: Copy` or `System`.
+unsafe impl<A: GlobalAlloc> Allocator for RemapAlloc<A> {
+    #[inline]
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        if layout.size() == 0 {
+            return Ok(dangling(layout.align()));
+        }
+        // SAFETY: non-zero size.
+        let p = unsafe { GlobalAlloc::alloc(self, layout) };
+        NonNull::new(p)
+            .map(|p| NonNull::slice_from_raw_parts(p, layout.size()))
+            .ok_or(AllocError)
+    }
+
+    #[inline]
+    fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        if layout.size() == 0 {
+            return Ok(dangling(layout.align()));
+        }
+        // SAFETY: non-zero size.
+        let p = unsafe { GlobalAlloc::alloc_zeroed(self, layout) };
+        NonNull::new(p)
+            .map(|p| NonNull::slice_from_raw_parts(p, layout.size()))
+            .ok_or(AllocError)
+    }
+
+    #[inline]
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        if layout.size() != 0 {
+            // SAFETY: a live block of this layout, per the caller.
+            unsafe { GlobalAlloc::dealloc(self, ptr.as_ptr(), layout) }
+        }
+    }
+
+    unsafe fn grow(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.resize_api(ptr, old, new, false) }
+    }
+
+    unsafe fn grow_zeroed(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.resize_api(ptr, old, new, true) }
+    }
+
+    unsafe fn shrink(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.resize_api(ptr, old, new, false) }
+    }
+}

@@ -1,0 +1,95 @@
+//! `RemapAlloc` against `System`: the overhead on small allocations (many 16–1024 byte
+//! alloc/free pairs), and the time of one 1 GiB -> 2 GiB `realloc` of a block whose pages are
+//! all touched.
+//!
+//! ```text
+//! cargo bench --bench alloc
+//! ```
+//!
+//! Memory state: the realloc bench touches its 1 GiB block in the untimed setup of every
+//! iteration, so the timed `realloc` always sees warm, resident pages.
+
+// criterion_group!/criterion_main! generate undocumented functions.
+#![allow(missing_docs)]
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use remapvec::RemapAlloc;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+fn small_pairs<A: GlobalAlloc>(a: &A) {
+    // 16..=1024 bytes in a fixed pattern, 64 live at a time.
+    let mut live: [(*mut u8, usize); 64] = [(std::ptr::null_mut(), 0); 64];
+    for i in 0..1024usize {
+        let size = 16 + (i.wrapping_mul(2_654_435_761) % 1009);
+        let l = Layout::from_size_align(size, 8).unwrap();
+        let slot = i % 64;
+        // SAFETY: non-zero sizes; every block is freed with the layout it was made with.
+        unsafe {
+            let (p, s) = live[slot];
+            if !p.is_null() {
+                a.dealloc(p, Layout::from_size_align(s, 8).unwrap());
+            }
+            let q = a.alloc(l);
+            assert!(!q.is_null());
+            q.write(i as u8);
+            live[slot] = (black_box(q), size);
+        }
+    }
+    for (p, s) in live {
+        if !p.is_null() {
+            // SAFETY: a live block of this size.
+            unsafe { a.dealloc(p, Layout::from_size_align(s, 8).unwrap()) };
+        }
+    }
+}
+
+fn bench_small(c: &mut Criterion) {
+    let mut g = c.benchmark_group("small_alloc_free_1024_pairs");
+    g.throughput(Throughput::Elements(1024));
+    g.bench_function("System", |b| b.iter(|| small_pairs(&System)));
+    let remap = RemapAlloc::new();
+    g.bench_function("RemapAlloc<System>", |b| b.iter(|| small_pairs(&remap)));
+    g.finish();
+}
+
+/// Times only the realloc: setup (allocate, touch every page) and free are outside the clock.
+fn realloc_1g_to_2g<A: GlobalAlloc>(a: &A, iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    let old = Layout::from_size_align(1 << 30, 8).unwrap();
+    for _ in 0..iters {
+        // SAFETY: non-zero sizes; the block is freed with its final layout.
+        unsafe {
+            let p = a.alloc(old);
+            assert!(!p.is_null());
+            p.write_bytes(1, 1 << 30);
+            let t = Instant::now();
+            let q = a.realloc(p, old, 2 << 30);
+            total += t.elapsed();
+            assert!(!q.is_null());
+            assert_eq!(q.add((1 << 30) - 1).read(), 1);
+            a.dealloc(q, Layout::from_size_align(2 << 30, 8).unwrap());
+        }
+    }
+    total
+}
+
+fn bench_realloc(c: &mut Criterion) {
+    let mut g = c.benchmark_group("realloc_1GiB_to_2GiB");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(20));
+    g.bench_with_input(BenchmarkId::new("System", "warm"), &(), |b, _| {
+        b.iter_custom(|iters| realloc_1g_to_2g(&System, iters))
+    });
+    let remap = RemapAlloc::new();
+    g.bench_with_input(
+        BenchmarkId::new("RemapAlloc<System>", "warm"),
+        &(),
+        |b, _| b.iter_custom(|iters| realloc_1g_to_2g(&remap, iters)),
+    );
+    g.finish();
+}
+
+criterion_group!(benches, bench_small, bench_realloc);
+criterion_main!(benches);

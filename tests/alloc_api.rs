@@ -7,6 +7,8 @@ use std::alloc::System;
 use std::process::Command;
 use std::ptr::NonNull;
 
+mod common;
+
 type Stats = RemapAlloc<System>;
 
 #[test]
@@ -122,19 +124,7 @@ fn rlimit_as_refusal_returns_errors_and_keeps_blocks() {
     let p = a.allocate(l).unwrap().cast::<u8>();
     // SAFETY: live block of `l`.
     unsafe { p.as_ptr().write_bytes(9, 64 << 20) };
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let vm_kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmSize:"))
-        .and_then(|s| s.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    let lim = (vm_kib << 10) + (256 << 20);
-    let r = libc::rlimit {
-        rlim_cur: lim,
-        rlim_max: lim,
-    };
-    // SAFETY: a valid rlimit for this child process only.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &r) }, 0);
+    common::limit_address_space(256 << 20);
     let big = Layout::from_size_align(1 << 30, 8).unwrap();
     assert!(a.allocate(big).is_err());
     // SAFETY: the block stays live after a failed grow and is freed once.

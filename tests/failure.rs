@@ -5,6 +5,9 @@
 use remapvec::{RemapVec, TryReserveErrorKind, VecOptions};
 use std::process::Command;
 
+mod common;
+use common::limit_address_space;
+
 const CHILD_ENV: &str = "REMAPVEC_TEST_CHILD";
 
 /// Runs the test `name` again in a child process and returns false; in the child returns true.
@@ -24,22 +27,6 @@ fn in_child(name: &str) -> bool {
         String::from_utf8_lossy(&out.stderr)
     );
     false
-}
-
-/// Limits this process's address space to what it uses now plus `extra` bytes.
-fn limit_address_space(extra: u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let vm_kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmSize:"))
-        .and_then(|s| s.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    let lim = libc::rlimit {
-        rlim_cur: vm_kib * 1024 + extra,
-        rlim_max: vm_kib * 1024 + extra,
-    };
-    // SAFETY: setrlimit with a valid struct; affects only this (child) process.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &lim) }, 0);
 }
 
 #[test]

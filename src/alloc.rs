@@ -117,6 +117,11 @@ impl<A> RemapAlloc<A> {
     }
 
     /// The inner allocator.
+    ///
+    /// ```
+    /// let a = remapvec::RemapAlloc::new();
+    /// let _system: &std::alloc::System = a.inner();
+    /// ```
     pub const fn inner(&self) -> &A {
         &self.inner
     }

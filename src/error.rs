@@ -48,6 +48,13 @@ impl TryReserveError {
     }
 
     /// What went wrong.
+    ///
+    /// ```
+    /// use remapvec::{RemapVec, TryReserveErrorKind};
+    /// let mut v: RemapVec<u16> = RemapVec::new();
+    /// let e = v.try_reserve(usize::MAX / 2 + 1).unwrap_err();
+    /// assert!(matches!(e.kind(), TryReserveErrorKind::CapacityOverflow));
+    /// ```
     pub fn kind(&self) -> TryReserveErrorKind {
         self.kind
     }

@@ -42,6 +42,12 @@ pub struct GrowStats {
 
 impl GrowStats {
     /// All grows of mapped memory: `in_place + moved + copied`.
+    ///
+    /// ```
+    /// let mut v: remapvec::RemapVec<u8> = remapvec::RemapVec::with_capacity(1 << 20);
+    /// v.reserve(2 << 20);
+    /// assert_eq!(v.stats().grows(), 1);
+    /// ```
     pub fn grows(&self) -> u64 {
         self.in_place + self.moved + self.copied
     }

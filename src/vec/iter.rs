@@ -29,6 +29,12 @@ unsafe impl<T: Sync> Sync for IntoIter<T> {}
 
 impl<T> IntoIter<T> {
     /// The elements not yet yielded.
+    ///
+    /// ```
+    /// let mut it = remapvec::RemapVec::from([1, 2, 3]).into_iter();
+    /// it.next_back();
+    /// assert_eq!(it.as_slice(), [1, 2]);
+    /// ```
     pub fn as_slice(&self) -> &[T] {
         // SAFETY: `start..end` are initialized.
         unsafe {
@@ -37,6 +43,12 @@ impl<T> IntoIter<T> {
     }
 
     /// The elements not yet yielded, mutably.
+    ///
+    /// ```
+    /// let mut it = remapvec::RemapVec::from([1, 2]).into_iter();
+    /// it.as_mut_slice()[1] = 5;
+    /// assert_eq!(it.collect::<Vec<_>>(), [1, 5]);
+    /// ```
     pub fn as_mut_slice(&mut self) -> &mut [T] {
         // SAFETY: `start..end` are initialized; `&mut self` makes it unique.
         unsafe {
@@ -180,6 +192,13 @@ impl<'a, T> Drain<'a, T> {
     }
 
     /// The elements not yet yielded.
+    ///
+    /// ```
+    /// let mut v = remapvec::RemapVec::from([1, 2, 3]);
+    /// let mut d = v.drain(1..);
+    /// d.next();
+    /// assert_eq!(d.as_slice(), [3]);
+    /// ```
     pub fn as_slice(&self) -> &[T] {
         // SAFETY: `next..end` are initialized.
         unsafe { core::slice::from_raw_parts(self.base().add(self.next), self.end - self.next) }

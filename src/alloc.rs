@@ -372,6 +372,13 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for RemapAlloc<A> {
     }
 }
 
+/// The answer of an `Allocator` method for a raw block of `size` bytes (null: failure).
+fn block(p: *mut u8, size: usize) -> Result<NonNull<[u8]>, AllocError> {
+    NonNull::new(p)
+        .map(|p| NonNull::slice_from_raw_parts(p, size))
+        .ok_or(AllocError)
+}
+
 fn dangling(align: usize) -> NonNull<[u8]> {
     // SAFETY: an alignment is a non-zero power of two, so the address is non-null and aligned.
     let p = unsafe { NonNull::new_unchecked(ptr::without_provenance_mut::<u8>(align)) };
@@ -379,6 +386,23 @@ fn dangling(align: usize) -> NonNull<[u8]> {
 }
 
 impl<A: GlobalAlloc> RemapAlloc<A> {
+    /// `Allocator::allocate` and `allocate_zeroed`: zero-size requests get a dangling, aligned
+    /// pointer and never reach `GlobalAlloc`.
+    fn allocate_api(&self, layout: Layout, zeroed: bool) -> Result<NonNull<[u8]>, AllocError> {
+        if layout.size() == 0 {
+            return Ok(dangling(layout.align()));
+        }
+        // SAFETY: the size is non-zero.
+        let p = unsafe {
+            if zeroed {
+                GlobalAlloc::alloc_zeroed(self, layout)
+            } else {
+                GlobalAlloc::alloc(self, layout)
+            }
+        };
+        block(p, layout.size())
+    }
+
     /// Moves a block to a new layout, for the `Allocator` methods.
     ///
     /// # Safety
@@ -391,11 +415,7 @@ impl<A: GlobalAlloc> RemapAlloc<A> {
         zero: bool,
     ) -> Result<NonNull<[u8]>, AllocError> {
         if old.size() == 0 {
-            return if zero {
-                self.allocate_zeroed(new)
-            } else {
-                self.allocate(new)
-            };
+            return self.allocate_api(new, zero);
         }
         if new.size() == 0 {
             // SAFETY: a live block of `old`.
@@ -406,11 +426,7 @@ impl<A: GlobalAlloc> RemapAlloc<A> {
             // SAFETY: a live block of `old`; `new` is a valid layout with a non-zero size.
             unsafe { self.realloc_impl(ptr.as_ptr(), old, new.size(), zero) }
         } else {
-            let fresh = if zero {
-                self.allocate_zeroed(new)?
-            } else {
-                self.allocate(new)?
-            };
+            let fresh = self.allocate_api(new, zero)?;
             // SAFETY: both live and distinct; `ptr` is freed with its own layout.
             unsafe {
                 ptr::copy_nonoverlapping(
@@ -422,9 +438,7 @@ impl<A: GlobalAlloc> RemapAlloc<A> {
             }
             return Ok(fresh);
         };
-        NonNull::new(p)
-            .map(|p| NonNull::slice_from_raw_parts(p, new.size()))
-            .ok_or(AllocError)
+        block(p, new.size())
     }
 }
 
@@ -435,26 +449,12 @@ impl<A: GlobalAlloc> RemapAlloc<A> {
 unsafe impl<A: GlobalAlloc> Allocator for RemapAlloc<A> {
     #[inline]
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        if layout.size() == 0 {
-            return Ok(dangling(layout.align()));
-        }
-        // SAFETY: non-zero size.
-        let p = unsafe { GlobalAlloc::alloc(self, layout) };
-        NonNull::new(p)
-            .map(|p| NonNull::slice_from_raw_parts(p, layout.size()))
-            .ok_or(AllocError)
+        self.allocate_api(layout, false)
     }
 
     #[inline]
     fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        if layout.size() == 0 {
-            return Ok(dangling(layout.align()));
-        }
-        // SAFETY: non-zero size.
-        let p = unsafe { GlobalAlloc::alloc_zeroed(self, layout) };
-        NonNull::new(p)
-            .map(|p| NonNull::slice_from_raw_parts(p, layout.size()))
-            .ok_or(AllocError)
+        self.allocate_api(layout, true)
     }
 
     #[inline]

@@ -321,7 +321,8 @@ impl RawInner {
             unsafe {
                 core::ptr::copy_nonoverlapping(self.ptr.as_ptr(), p.as_ptr(), len * elem.size())
             };
-            self.region = None;
+            self.region = None; // one munmap
+            self.stats.syscalls += 1;
             self.ptr = p;
             self.cap = target;
             return;
@@ -348,7 +349,9 @@ impl RawInner {
             // SAFETY: allocated by the global allocator with `old`.
             unsafe { dealloc(self.ptr.as_ptr(), old) };
         }
-        self.region = None;
+        if self.region.take().is_some() {
+            self.stats.syscalls += 1; // the munmap
+        }
         self.ptr = dangling(elem.align());
         self.cap = if elem.size() == 0 { usize::MAX } else { 0 };
     }

@@ -96,8 +96,14 @@ fn shrinking_below_the_threshold_returns_to_the_heap() {
     assert!(r.is_mapped());
     // SAFETY: room for 10 bytes.
     unsafe { r.ptr().write_bytes(3, 10) };
+    let calls = r.stats().syscalls;
     r.shrink_to(10, 0);
     assert!(!r.is_mapped());
+    assert_eq!(
+        r.stats().syscalls,
+        calls + 1,
+        "the region's munmap is counted"
+    );
     assert_eq!(r.capacity(), 10);
     // SAFETY: the 10 bytes were carried over.
     let bytes = unsafe { core::slice::from_raw_parts(r.ptr(), 10) };

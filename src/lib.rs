@@ -2,6 +2,7 @@
 #![cfg(unix)]
 
 mod alloc;
+mod arena;
 mod error;
 mod raw;
 mod region;
@@ -10,6 +11,10 @@ pub mod sys;
 mod vec;
 
 pub use alloc::{AllocStats, RemapAlloc};
+pub use arena::{
+    ArenaError, ArenaOptions, ArenaStats, CompactReport, CostModel, PageArena, RegionId,
+    SharedArena,
+};
 pub use error::{TryReserveError, TryReserveErrorKind};
 pub use raw::{DEFAULT_HEAP_THRESHOLD, VecOptions};
 pub use stats::GrowStats;

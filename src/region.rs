@@ -110,6 +110,12 @@ fn place(kind: Kind, len: usize, align: usize, calls: &mut u32) -> Result<*mut u
     Ok(p)
 }
 
+/// A `PROT_NONE` reservation of `len` bytes (page multiple) placed like a region: in the
+/// zone, aligned, with room after it to grow in place. For the arena.
+pub(crate) fn place_reservation(len: usize, calls: &mut u32) -> Result<*mut u8, Errno> {
+    place(Kind::Reservation, len, sys::page_size(), calls)
+}
+
 /// Lets the kernel choose the address; over-maps by `align - page` and trims to align.
 fn place_by_kernel(
     kind: Kind,

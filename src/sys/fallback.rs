@@ -17,6 +17,9 @@ pub(crate) fn query_page_size() -> usize {
 }
 
 fn mmap_raw(hint: usize, len: usize, prot: i32, flags: i32) -> Result<*mut u8, Errno> {
+    if let Some((errno, _)) = super::fault::hit() {
+        return Err(Errno(errno));
+    }
     // SAFETY: without MAP_FIXED the hint is only a hint: nothing existing is replaced.
     let p = unsafe { libc::mmap(hint as *mut c_void, len, prot, flags, -1, 0) };
     if p == MAP_FAILED {
@@ -38,6 +41,45 @@ pub(crate) fn map_anon(hint: usize, len: usize) -> Result<*mut u8, Errno> {
 /// See the Linux backend: a `PROT_NONE` reservation.
 pub(crate) fn reserve(hint: usize, len: usize) -> Result<*mut u8, Errno> {
     mmap_raw(hint, len, PROT_NONE, MAP_PRIVATE | MAP_ANON)
+}
+
+fn mmap_fixed(addr: *mut u8, len: usize, prot: i32) -> Result<(), Errno> {
+    if let Some((errno, _)) = super::fault::hit() {
+        return Err(Errno(errno));
+    }
+    // SAFETY: the callers' contracts say that they own `[addr, addr + len)`, so MAP_FIXED
+    // replaces only their own memory.
+    let p = unsafe {
+        libc::mmap(
+            addr.cast(),
+            len,
+            prot,
+            MAP_PRIVATE | MAP_ANON | libc::MAP_FIXED,
+            -1,
+            0,
+        )
+    };
+    if p == MAP_FAILED {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}
+
+/// See the Linux backend: fresh zeroed memory over a range the caller owns.
+///
+/// # Safety
+/// The caller owns the whole range and nothing refers to it.
+pub(crate) unsafe fn map_fixed(addr: *mut u8, len: usize) -> Result<(), Errno> {
+    mmap_fixed(addr, len, libc::PROT_READ | libc::PROT_WRITE)
+}
+
+/// See the Linux backend: a `PROT_NONE` reservation over a range the caller owns.
+///
+/// # Safety
+/// The caller owns the whole range and nothing refers to it.
+pub(crate) unsafe fn reserve_fixed(addr: *mut u8, len: usize) -> Result<(), Errno> {
+    mmap_fixed(addr, len, PROT_NONE)
 }
 
 /// Shrinking unmaps the tail; growing is not possible without `mremap` (`ENOTSUP`).

@@ -17,6 +17,9 @@ pub(crate) fn query_page_size() -> usize {
 }
 
 fn mmap_raw(hint: usize, len: usize, prot: i32, flags: i32) -> Result<*mut u8, Errno> {
+    if let Some((errno, _)) = super::fault::hit() {
+        return Err(Errno(errno));
+    }
     let flags = if hint != 0 {
         flags | libc::MAP_FIXED_NOREPLACE
     } else {
@@ -56,6 +59,47 @@ pub(crate) fn reserve(hint: usize, len: usize) -> Result<*mut u8, Errno> {
     )
 }
 
+fn mmap_fixed(addr: *mut u8, len: usize, prot: i32, flags: i32) -> Result<(), Errno> {
+    if let Some((errno, _)) = super::fault::hit() {
+        return Err(Errno(errno));
+    }
+    // SAFETY: the callers' contracts (below) say that they own `[addr, addr + len)`, so
+    // MAP_FIXED replaces only their own memory.
+    let p = unsafe {
+        libc::mmap(
+            addr.cast(),
+            len,
+            prot,
+            flags | MAP_PRIVATE | MAP_ANONYMOUS | libc::MAP_FIXED,
+            -1,
+            0,
+        )
+    };
+    if p == MAP_FAILED {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}
+
+/// Replaces `[addr, addr + len)` with fresh zeroed read-write memory (`MAP_FIXED`).
+///
+/// # Safety
+/// `MAP_FIXED` discards whatever is mapped there: the caller must own the whole range (its
+/// own reservation or its own memory) and nothing may refer to it.
+pub(crate) unsafe fn map_fixed(addr: *mut u8, len: usize) -> Result<(), Errno> {
+    mmap_fixed(addr, len, PROT_RW, 0)
+}
+
+/// Turns `[addr, addr + len)` back into a `PROT_NONE`, `MAP_NORESERVE` reservation
+/// (`MAP_FIXED`), discarding its pages.
+///
+/// # Safety
+/// As for [`map_fixed`]: the caller owns the whole range and nothing refers to it.
+pub(crate) unsafe fn reserve_fixed(addr: *mut u8, len: usize) -> Result<(), Errno> {
+    mmap_fixed(addr, len, PROT_NONE, MAP_NORESERVE)
+}
+
 /// Grows or shrinks the mapping at `addr` without moving it.
 ///
 /// # Safety
@@ -66,6 +110,9 @@ pub(crate) unsafe fn remap_in_place(
     old_len: usize,
     new_len: usize,
 ) -> Result<(), Errno> {
+    if let Some((errno, _)) = super::fault::hit() {
+        return Err(Errno(errno));
+    }
     // SAFETY: flags 0 never moves the mapping and never touches other mappings; the caller
     // owns the range and guarantees the released tail is unused.
     let p = unsafe { libc::mremap(addr.cast(), old_len, new_len, 0) };
@@ -86,6 +133,9 @@ pub(crate) unsafe fn remap_maymove(
     old_len: usize,
     new_len: usize,
 ) -> Result<*mut u8, Errno> {
+    if let Some((errno, _)) = super::fault::hit() {
+        return Err(Errno(errno));
+    }
     // SAFETY: MREMAP_MAYMOVE without MREMAP_FIXED picks free addresses and replaces nothing;
     // the caller owns the source and holds no reference into it.
     let p = unsafe { libc::mremap(addr.cast(), old_len, new_len, libc::MREMAP_MAYMOVE) };
@@ -106,6 +156,29 @@ pub(crate) unsafe fn remap_maymove(
 /// also owns the source range and holds no reference into it. Source and destination must not
 /// overlap (the kernel answers `EINVAL`).
 pub(crate) unsafe fn remap_fixed(
+    addr: *mut u8,
+    old_len: usize,
+    new_len: usize,
+    dst: *mut u8,
+) -> Result<(), Errno> {
+    if let Some((errno, partial)) = super::fault::hit() {
+        // An injected failure part-way through a multi-mapping move: move a prefix for real,
+        // as the kernel does when it stops after some of the mappings.
+        if let Some(done) = partial.filter(|&d| d > 0 && d < old_len && old_len == new_len) {
+            // SAFETY: a prefix of the ranges the caller owns (contract above).
+            unsafe { remap_fixed_raw(addr, done, done, dst) }?;
+        }
+        return Err(Errno(errno));
+    }
+    // SAFETY: the caller's contract, passed on unchanged.
+    unsafe { remap_fixed_raw(addr, old_len, new_len, dst) }
+}
+
+/// [`remap_fixed`] without fault injection.
+///
+/// # Safety
+/// As for [`remap_fixed`].
+unsafe fn remap_fixed_raw(
     addr: *mut u8,
     old_len: usize,
     new_len: usize,
@@ -158,12 +231,12 @@ pub(crate) fn advise_huge(addr: *mut u8, len: usize) -> Result<(), Errno> {
 /// with a hole). `addr` must be page-aligned. Reads no memory.
 pub(crate) fn is_mapped(addr: *mut u8, len: usize) -> bool {
     let page = super::page_size();
-    let mut vec = [0u8; 64];
+    let mut vec = [0u8; 1024];
     let mut off = 0;
     while off < len {
         let chunk = (len - off).min(vec.len() * page);
         // SAFETY: mincore writes one byte per page of the range into `vec`, which holds
-        // `chunk / page <= 64` bytes; it does not touch the range itself.
+        // `chunk / page <= 1024` bytes; it does not touch the range itself.
         let rc = unsafe { libc::mincore(addr.add(off).cast(), chunk, vec.as_mut_ptr()) };
         if rc != 0 {
             return false;
@@ -209,7 +282,7 @@ fn probe_multi_move() -> bool {
         false
     } else {
         // SAFETY: both ranges are our own scratch reservations, nothing refers to them.
-        unsafe { remap_fixed(src, 2 * page, 2 * page, dst) }.is_ok()
+        unsafe { remap_fixed_raw(src, 2 * page, 2 * page, dst) }.is_ok()
     };
     // SAFETY: our own scratch ranges (munmap of an already unmapped range is harmless).
     unsafe {

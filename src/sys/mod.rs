@@ -138,6 +138,77 @@ pub(crate) fn valgrind() -> bool {
     }
 }
 
+/// Fault injection for tests: make the k-th mapping call of the current thread fail.
+///
+/// Every backend call that creates, replaces or moves a mapping asks [`fault::hit`] first. In
+/// normal builds it is an inlined `None`; under `cfg(test)` a thread-local plan can make the
+/// k-th such call fail with a chosen errno, and a failing `remap_fixed` can first move a
+/// prefix for real, the way a multi-mapping move stops part-way.
+pub(crate) mod fault {
+    #[cfg(test)]
+    use core::cell::Cell;
+
+    /// A planned failure.
+    #[cfg(test)]
+    #[derive(Clone, Copy, Debug)]
+    pub(crate) struct Plan {
+        /// Mapping calls to let through before the failing one.
+        pub(crate) skip: u32,
+        /// The errno the failing call reports.
+        pub(crate) errno: i32,
+        /// For `remap_fixed`: bytes moved for real before the failure.
+        pub(crate) partial: Option<usize>,
+    }
+
+    #[cfg(test)]
+    thread_local! {
+        static PLAN: Cell<Option<Plan>> = const { Cell::new(None) };
+        static CALLS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// Arms `plan` for the current thread (replacing any earlier one).
+    #[cfg(test)]
+    pub(crate) fn arm(plan: Plan) {
+        PLAN.with(|p| p.set(Some(plan)));
+    }
+
+    /// Disarms, returning whether the planned failure is still pending (never reached).
+    #[cfg(test)]
+    pub(crate) fn disarm() -> bool {
+        PLAN.with(|p| p.take()).is_some()
+    }
+
+    /// Mapping calls made by this thread so far.
+    #[cfg(test)]
+    pub(crate) fn calls() -> u64 {
+        CALLS.with(Cell::get)
+    }
+
+    /// `Some((errno, partial))` when this call must fail.
+    #[cfg(test)]
+    pub(crate) fn hit() -> Option<(i32, Option<usize>)> {
+        CALLS.with(|c| c.set(c.get() + 1));
+        PLAN.with(|p| {
+            let mut plan = p.get()?;
+            if plan.skip > 0 {
+                plan.skip -= 1;
+                p.set(Some(plan));
+                None
+            } else {
+                p.set(None);
+                Some((plan.errno, plan.partial))
+            }
+        })
+    }
+
+    /// Never fails outside tests.
+    #[cfg(not(test))]
+    #[inline(always)]
+    pub(crate) fn hit() -> Option<(i32, Option<usize>)> {
+        None
+    }
+}
+
 /// Rounds `n` up to a multiple of the page size; `None` on overflow.
 #[inline]
 pub(crate) fn round_to_page(n: usize) -> Option<usize> {

@@ -1,0 +1,670 @@
+//! Compaction of a `PageArena`: the plan (packed targets, runs of regions that move by the
+//! same distance, copy or remap per run by a measured cost model), the moves (one
+//! multi-mapping `mremap` per run, or one per region), and the repair after a move that
+//! stopped part-way.
+
+use super::{ArenaError, Entry, PageArena};
+use crate::sys::{self, Errno};
+use std::time::{Duration, Instant};
+
+/// What one [`PageArena::compact`] did.
+///
+/// ```
+/// let mut arena = remapvec::PageArena::new();
+/// let ids: Vec<_> = (0..8).map(|_| arena.alloc(1 << 20)).collect::<Result<_, _>>()?;
+/// for id in ids.iter().step_by(2) {
+///     arena.free(*id)?;
+/// }
+/// let r = arena.compact()?;
+/// assert_eq!(r.regions_moved, 4);
+/// assert_eq!(r.holes_after, 1); // only the free space at the end is left
+/// # Ok::<(), remapvec::ArenaError>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct CompactReport {
+    /// Regions that changed address.
+    pub regions_moved: usize,
+    /// Of those, moved by remapping their pages (no byte copied).
+    pub regions_remapped: usize,
+    /// Of those, copied (small runs, where copying is cheaper than a system call, or no
+    /// `mremap` on this platform).
+    pub regions_copied: usize,
+    /// Runs: maximal groups of adjacent regions moving by the same distance.
+    pub runs: usize,
+    /// Bytes that changed address by remapping.
+    pub bytes_remapped: u64,
+    /// Bytes copied.
+    pub bytes_copied: u64,
+    /// All system calls made (moves, maps, re-reservations, probes).
+    pub syscalls: u64,
+    /// `mremap` calls among them.
+    pub remap_calls: u64,
+    /// Holes before (free ranges of the arena, including the free end).
+    pub holes_before: usize,
+    /// Holes after.
+    pub holes_after: usize,
+    /// Whether runs moved with one multi-mapping `mremap` each.
+    pub multi_mapping_move: bool,
+    /// Wall-clock time of the compaction.
+    pub duration: Duration,
+}
+
+impl CompactReport {
+    /// `holes_before - holes_after`.
+    ///
+    /// ```
+    /// let r = remapvec::CompactReport::default();
+    /// assert_eq!(r.holes_closed(), 0);
+    /// ```
+    pub fn holes_closed(&self) -> usize {
+        self.holes_before.saturating_sub(self.holes_after)
+    }
+}
+
+/// Costs that decide, per run of regions, whether compaction copies the bytes or remaps the
+/// pages: remapping costs system calls plus a little per page, copying costs a little more
+/// per page and no call beyond one `mmap` of the destination.
+///
+/// The defaults were measured on the development machine (x86_64, Linux 6.18, 4 KiB pages)
+/// with [`CostModel::measure`]; call it to calibrate for yours.
+///
+/// ```
+/// use remapvec::CostModel;
+/// let c = CostModel::default();
+/// // A one-page run is copied, a 2 MiB run is remapped.
+/// assert!(c.prefers_copy(1, 1, false));
+/// assert!(!c.prefers_copy(512, 1, false));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CostModel {
+    /// Fixed cost of one mapping system call (`mremap`, `mmap`), in nanoseconds.
+    pub syscall_ns: f64,
+    /// Cost per page moved by `mremap`, in nanoseconds.
+    pub remap_ns_per_page: f64,
+    /// Cost per page copied into fresh pages (fault plus copy), in nanoseconds.
+    pub copy_ns_per_page: f64,
+}
+
+impl Default for CostModel {
+    fn default() -> Self {
+        CostModel {
+            syscall_ns: 4000.0,
+            remap_ns_per_page: 10.0,
+            copy_ns_per_page: 600.0,
+        }
+    }
+}
+
+impl CostModel {
+    /// Whether copying a run of `pages` pages made of `regions` mappings beats remapping it,
+    /// with `overlap` when the run must move through scratch space (its destination overlaps
+    /// its source). `regions` matters only without the multi-mapping move (one call each).
+    pub fn prefers_copy(&self, pages: usize, calls_per_move: usize, overlap: bool) -> bool {
+        let moves = if overlap { 2 } else { 1 } * calls_per_move;
+        // Each move is followed by one re-reservation of the pages it vacated.
+        let heals = if overlap { 2 } else { 1 };
+        let remap =
+            (moves + heals) as f64 * self.syscall_ns + pages as f64 * self.remap_ns_per_page;
+        let copy = self.syscall_ns + pages as f64 * self.copy_ns_per_page;
+        copy < remap
+    }
+
+    /// Measures the model on this machine (about 50 ms): moves of 1 and 256 pages by
+    /// `mremap`, and copies of 256 pages into fresh pages, on scratch mappings. Without
+    /// `mremap` returns the defaults.
+    ///
+    /// ```no_run
+    /// let c = remapvec::CostModel::measure();
+    /// println!("{c:?}");
+    /// ```
+    pub fn measure() -> CostModel {
+        let page = sys::page_size();
+        let n = 256;
+        let reps = 64;
+        if !sys::HAS_MREMAP {
+            return CostModel::default();
+        }
+        let Ok(a) = sys::map_anon(0, n * page) else {
+            return CostModel::default();
+        };
+        let Ok(b) = sys::reserve(0, n * page) else {
+            // SAFETY: our scratch mapping.
+            let _ = unsafe { sys::unmap(a, n * page) };
+            return CostModel::default();
+        };
+        // SAFETY: `a` is our fresh mapping of n pages.
+        unsafe { a.write_bytes(1, n * page) };
+        let time_moves = |pages: usize| {
+            let t = Instant::now();
+            let (mut src, mut dst) = (a, b);
+            for _ in 0..reps {
+                // SAFETY: both are our scratch ranges; each move leaves the source
+                // unmapped, and the next move goes back into it (nothing else maps there
+                // within this loop).
+                if unsafe { sys::remap_fixed(src, pages * page, pages * page, dst) }.is_err() {
+                    return None;
+                }
+                core::mem::swap(&mut src, &mut dst);
+            }
+            Some((t.elapsed().as_nanos() as f64 / reps as f64, src))
+        };
+        let one = time_moves(1);
+        let many = time_moves(n);
+        let mut model = CostModel::default();
+        if let (Some((t1, _)), Some((tn, _))) = (one, many) {
+            model.syscall_ns = t1;
+            model.remap_ns_per_page = ((tn - t1) / (n - 1) as f64).max(0.0);
+        }
+        // Copy into fresh pages: map, copy, release; per page.
+        let mut total = 0.0;
+        for _ in 0..8 {
+            let Ok(dst) = sys::map_anon(0, n * page) else {
+                break;
+            };
+            let t = Instant::now();
+            // SAFETY: `a`'s first page range is mapped (the even number of swaps above
+            // leaves the pages back at `a`, and a failed probe stops before moving), and
+            // `dst` is a fresh mapping of the same size.
+            unsafe { core::ptr::copy_nonoverlapping(a.cast_const(), dst, n * page) };
+            total += t.elapsed().as_nanos() as f64 / n as f64;
+            // SAFETY: our scratch mapping.
+            let _ = unsafe { sys::unmap(dst, n * page) };
+        }
+        if total > 0.0 {
+            model.copy_ns_per_page = total / 8.0;
+        }
+        // SAFETY: our scratch ranges.
+        unsafe {
+            let _ = sys::unmap(a, n * page);
+            let _ = sys::unmap(b, n * page);
+        }
+        model
+    }
+}
+
+/// Moves spans of mappings with `mremap(MREMAP_MAYMOVE | MREMAP_FIXED)` and finds out how far
+/// a move that failed got.
+pub(super) struct Mover {
+    pub(super) calls: u64,
+    pub(super) remaps: u64,
+}
+
+impl Mover {
+    pub(super) fn new() -> Self {
+        Mover {
+            calls: 0,
+            remaps: 0,
+        }
+    }
+
+    /// Moves `[src, src + len)` to `dst` (no overlap) in one call. On failure returns the
+    /// errno and how many bytes at the start had moved: the kernel moves mappings in address
+    /// order, and a moved mapping's source is no longer mapped.
+    pub(super) fn move_span(
+        &mut self,
+        src: *mut u8,
+        len: usize,
+        dst: *mut u8,
+    ) -> Result<(), (Errno, usize)> {
+        if len == 0 {
+            return Ok(());
+        }
+        self.calls += 1;
+        self.remaps += 1;
+        // SAFETY: the arena calls this only with ranges it owns: the source is its regions'
+        // pages, the destination its own free space or scratch reservation, and `&mut self`
+        // means no slice of either is alive.
+        match unsafe { sys::remap_fixed(src, len, len, dst) } {
+            Ok(()) => Ok(()),
+            Err(e) => Err((e, self.moved_prefix(src, len))),
+        }
+    }
+
+    /// Bytes at the start of `[src, src + len)` that are no longer mapped: the first mapped
+    /// page, by binary search with one-page `mincore` probes.
+    fn moved_prefix(&mut self, src: *mut u8, len: usize) -> usize {
+        let page = sys::page_size();
+        let pages = len / page;
+        let mapped = |this: &mut Self, i: usize| {
+            this.calls += 1;
+            // SAFETY: pointer arithmetic inside the span.
+            sys::is_mapped(unsafe { src.add(i * page) }, page)
+        };
+        if mapped(self, 0) {
+            return 0;
+        }
+        let (mut lo, mut hi) = (1, pages);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if mapped(self, mid) {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        lo * page
+    }
+
+    /// After a move of `[src, src + len)` to `dst` stopped with `done` bytes moved: finish
+    /// it, or else move the moved part back. `Some(true)`: all at `dst`; `Some(false)`: all
+    /// at `src` (the moved-back range at `dst` is left unmapped: the caller re-reserves it);
+    /// `None`: the kernel refused both (the span is split at the returned state).
+    pub(super) fn settle(
+        &mut self,
+        src: *mut u8,
+        len: usize,
+        dst: *mut u8,
+        mut done: usize,
+    ) -> Option<bool> {
+        while done < len {
+            // SAFETY: pointer arithmetic inside the spans.
+            let (s, d) = unsafe { (src.add(done), dst.add(done)) };
+            match self.move_span(s, len - done, d) {
+                Ok(()) => done = len,
+                Err((_, 0)) => break,
+                Err((_, more)) => done += more,
+            }
+        }
+        if done == len {
+            return Some(true);
+        }
+        // Undo: re-reserve the vacated source prefix (never replacing anything), then move
+        // the prefix back onto it.
+        self.calls += 1;
+        if sys::reserve(src as usize, done).is_err() {
+            return None;
+        }
+        let mut back = 0;
+        while back < done {
+            // SAFETY: pointer arithmetic inside the spans.
+            let (s, d) = unsafe { (dst.add(back), src.add(back)) };
+            match self.move_span(s, done - back, d) {
+                Ok(()) => back = done,
+                Err((_, 0)) => return None,
+                Err((_, more)) => back += more,
+            }
+        }
+        Some(false)
+    }
+}
+
+/// One region of a run: slot index, source offset, mapped bytes.
+#[derive(Clone, Copy)]
+struct Item {
+    index: u32,
+    off: usize,
+    mapped: usize,
+}
+
+/// Adjacent regions that move by the same distance.
+struct Run {
+    items: Vec<Item>,
+    src: usize,
+    len: usize,
+    dst: usize,
+}
+
+impl PageArena {
+    /// Slides the live regions together towards the start of the arena, closing the holes
+    /// between them. Ids stay valid; addresses change.
+    ///
+    /// Adjacent regions that move by the same distance form a run. On Linux 6.17+ each run
+    /// moves with one `mremap` spanning all its mappings (one call per region on older
+    /// kernels, or with [`ArenaOptions::multi_mapping_move`](super::ArenaOptions::multi_mapping_move)
+    /// off). A run whose destination overlaps its source moves through free space at the end
+    /// of the arena. Small runs are copied instead when the [`CostModel`] says copying is
+    /// cheaper.
+    ///
+    /// If a move fails (also part-way through a multi-mapping move), the regions that moved
+    /// are recorded where they are now, a region cut in two is finished or moved back, the
+    /// arena's free space is re-reserved, and the error is returned: every region keeps its
+    /// bytes and stays reachable.
+    ///
+    /// ```
+    /// let mut arena = remapvec::PageArena::new();
+    /// let a = arena.alloc(1 << 20)?;
+    /// let b = arena.alloc(1 << 20)?;
+    /// arena.get_mut(b).unwrap()[0] = 42;
+    /// arena.free(a)?;
+    /// let before = arena.get(b).unwrap().as_ptr();
+    /// arena.compact()?;
+    /// assert!(arena.get(b).unwrap().as_ptr() < before);
+    /// assert_eq!(arena.get(b).unwrap()[0], 42);
+    /// # Ok::<(), remapvec::ArenaError>(())
+    /// ```
+    pub fn compact(&mut self) -> Result<CompactReport, ArenaError> {
+        let t0 = Instant::now();
+        let multi = self.opts.multi_mapping_move;
+        let mut rep = CompactReport {
+            holes_before: self.holes.count(),
+            multi_mapping_move: multi,
+            ..CompactReport::default()
+        };
+        self.stats.compactions += 1;
+        let runs = self.plan();
+        rep.runs = runs.len();
+        let page = sys::page_size();
+        let cost = self.opts.cost;
+        let kinds: Vec<bool> = runs
+            .iter()
+            .map(|r| {
+                let overlap = r.dst + r.len > r.src;
+                let calls = if multi { 1 } else { r.items.len() };
+                !sys::HAS_MREMAP || cost.prefers_copy(r.len / page, calls, overlap)
+            })
+            .collect();
+        // Scratch space for overlapping remapped runs: the free end of the arena, grown
+        // before anything moves (growth may move the whole arena).
+        let scratch_len = runs
+            .iter()
+            .zip(&kinds)
+            .filter(|(r, copy)| !**copy && r.dst + r.len > r.src)
+            .map(|(r, _)| r.len)
+            .max()
+            .unwrap_or(0);
+        let old_high = self.high_water();
+        let mut scratch = 0;
+        if scratch_len > 0 {
+            scratch = old_high.next_multiple_of(sys::PMD_SIZE);
+            if scratch + scratch_len > self.cap {
+                let top_free = self.holes.ending_at(self.cap).map_or(0, |(_, l)| l);
+                let need =
+                    (scratch + scratch_len + sys::PMD_SIZE).saturating_sub(self.cap) + top_free;
+                self.grow_arena(need)?;
+            }
+        }
+        let mut garbage: Vec<(usize, usize)> = Vec::new();
+        let mut mover = Mover::new();
+        let mut result = Ok(());
+        for (run, &copy) in runs.iter().zip(&kinds) {
+            if self.fenced(run.dst, run.len) {
+                // Another mapping appeared in the arena during this compaction (see
+                // `heal_known_gap`): stop here, consistent, with the rest unmoved.
+                break;
+            }
+            let r = if copy {
+                self.copy_run(run, &mut garbage, &mut rep)
+            } else if run.dst + run.len <= run.src {
+                self.remap_run(run, run.src, run.dst, &mut mover, &mut rep)
+            } else {
+                // Through scratch: align the scratch copy like the source modulo 2 MiB so
+                // that whole page-table pages move when the run is 2 MiB-aligned.
+                let tmp = scratch + run.src % sys::PMD_SIZE;
+                self.remap_run(run, run.src, tmp, &mut mover, &mut rep)
+                    .and_then(|()| {
+                        let moved = Run {
+                            items: run
+                                .items
+                                .iter()
+                                .map(|it| Item {
+                                    off: tmp + (it.off - run.src),
+                                    ..*it
+                                })
+                                .collect(),
+                            src: tmp,
+                            len: run.len,
+                            dst: run.dst,
+                        };
+                        if self.fenced(run.dst, run.len) {
+                            return Ok(());
+                        }
+                        rep.regions_moved -= run.items.len();
+                        rep.regions_remapped -= run.items.len();
+                        rep.bytes_remapped -= run.len as u64;
+                        self.remap_run(&moved, tmp, run.dst, &mut mover, &mut rep)
+                    })
+            };
+            if let Err(e) = r {
+                result = Err(e);
+                break;
+            }
+        }
+        rep.syscalls += mover.calls;
+        rep.remap_calls += mover.remaps;
+        // Give the free space the runs left behind back to the reservation.
+        let free_end = self.cap.min(old_high.max(scratch + scratch_len));
+        rep.syscalls += self.release_garbage(&mut garbage, free_end);
+        self.rebuild_holes();
+        rep.holes_after = self.holes.count();
+        rep.duration = t0.elapsed();
+        result.map(|()| rep)
+    }
+
+    /// Packed targets for every region in address order, grouped into runs.
+    fn plan(&self) -> Vec<Run> {
+        let mut runs: Vec<Run> = Vec::new();
+        let mut w = 0;
+        let mut prev_end = usize::MAX;
+        for (&off, &index) in &self.by_off {
+            let Some(e) = self.slots[index as usize].entry else {
+                continue;
+            };
+            let t = self.target(w, &e);
+            debug_assert!(t <= off);
+            w = t + e.mapped;
+            let item = Item {
+                index,
+                off,
+                mapped: e.mapped,
+            };
+            match runs.last_mut() {
+                Some(run) if prev_end == off && run.src - run.dst == off - t => {
+                    run.items.push(item);
+                    run.len += e.mapped;
+                }
+                _ => runs.push(Run {
+                    items: vec![item],
+                    src: off,
+                    len: e.mapped,
+                    dst: t,
+                }),
+            }
+            prev_end = off + e.mapped;
+        }
+        runs.retain(|r| r.src != r.dst);
+        runs
+    }
+
+    /// The lowest offset at or after `w` aligned for `e` whose range misses every fence.
+    fn target(&self, w: usize, e: &Entry) -> usize {
+        let mut t = w.next_multiple_of(e.align);
+        loop {
+            let clash = self
+                .fences
+                .range(..t + e.mapped)
+                .next_back()
+                .filter(|&(&o, &l)| o + l > t);
+            match clash {
+                Some((&o, &l)) => t = (o + l).next_multiple_of(e.align),
+                None => return t,
+            }
+        }
+    }
+
+    /// Records that the items of a run now start at `new_src` instead of `run_src`.
+    fn rehome(&mut self, items: &[Item], run_src: usize, new_src: usize) {
+        for it in items {
+            self.by_off.remove(&it.off);
+        }
+        for it in items {
+            let off = new_src + (it.off - run_src);
+            self.by_off.insert(off, it.index);
+            if let Some(e) = self.slots[it.index as usize].entry.as_mut() {
+                e.off = off;
+            }
+        }
+    }
+
+    /// Copies a run to its target: maps the part of the target that is not the run's own
+    /// pages, `memmove`s, and leaves the vacated pages for `release_garbage`.
+    fn copy_run(
+        &mut self,
+        run: &Run,
+        garbage: &mut Vec<(usize, usize)>,
+        rep: &mut CompactReport,
+    ) -> Result<(), ArenaError> {
+        let map_end = run.src.min(run.dst + run.len);
+        if map_end > run.dst {
+            rep.syscalls += 1;
+            // SAFETY: `[dst, map_end)` lies below the run's source and above every region
+            // already placed: free space of the arena (holes, or pages vacated earlier in
+            // this compaction), all the arena's own; the plan keeps targets off fences.
+            unsafe { sys::map_fixed(self.base.add(run.dst), map_end - run.dst) }
+                .map_err(|e| ArenaError::os("mmap", e))?;
+        }
+        // SAFETY: both ranges are mapped read-write now and belong to the arena; `copy`
+        // handles the overlap; `&mut self` means no slice of either is alive.
+        unsafe {
+            core::ptr::copy(self.base.add(run.src), self.base.add(run.dst), run.len);
+        }
+        let vacated = run.src.max(run.dst + run.len);
+        garbage.push((vacated, run.src + run.len - vacated));
+        self.rehome(&run.items, run.src, run.dst);
+        rep.regions_moved += run.items.len();
+        rep.regions_copied += run.items.len();
+        rep.bytes_copied += run.len as u64;
+        Ok(())
+    }
+
+    /// Remaps a run from `src` (where its items are now) to `dst` (no overlap): one call, or
+    /// one per region without the multi-mapping move; then re-reserves the vacated pages. On
+    /// failure records what moved, settles a region cut in two, heals, and returns the error.
+    fn remap_run(
+        &mut self,
+        run: &Run,
+        src: usize,
+        dst: usize,
+        mover: &mut Mover,
+        rep: &mut CompactReport,
+    ) -> Result<(), ArenaError> {
+        let base = self.base;
+        // SAFETY (pointer arithmetic below): offsets inside the reservation.
+        let at = |off: usize| unsafe { base.add(off) };
+        let failure = if self.opts.multi_mapping_move {
+            mover.move_span(at(src), run.len, at(dst)).err()
+        } else {
+            let mut fail = None;
+            for it in &run.items {
+                let rel = it.off - run.src;
+                if let Err((e, done)) = mover.move_span(at(src + rel), it.mapped, at(dst + rel)) {
+                    fail = Some((e, rel + done));
+                    break;
+                }
+            }
+            fail
+        };
+        let Some((err, done)) = failure else {
+            rep.syscalls += self.heal_known_gap(src, run.len);
+            self.rehome(&run.items, run.src, dst);
+            rep.regions_moved += run.items.len();
+            rep.regions_remapped += run.items.len();
+            rep.bytes_remapped += run.len as u64;
+            return Ok(());
+        };
+        // Part of the run may have moved: whole regions below `done` did.
+        let mut moved = Vec::new();
+        let mut cut = None;
+        for it in &run.items {
+            let rel = it.off - run.src;
+            if rel + it.mapped <= done {
+                moved.push(*it);
+            } else if rel < done {
+                cut = Some((*it, done - rel));
+            }
+        }
+        if let Some((it, part)) = cut {
+            let rel = it.off - run.src;
+            match mover.settle(at(src + rel), it.mapped, at(dst + rel), part) {
+                Some(true) => moved.push(it),
+                Some(false) => {}
+                None => {
+                    // Both finishing and undoing were refused: the region stays where its
+                    // larger part is, and the other part's pages are lost to it. Has never
+                    // been observed; the kernel would have to refuse two moves in a row.
+                    if part * 2 > it.mapped {
+                        moved.push(it);
+                    }
+                }
+            }
+        }
+        rep.regions_moved += moved.len();
+        rep.regions_remapped += moved.len();
+        rep.bytes_remapped += moved.iter().map(|i| i.mapped as u64).sum::<u64>();
+        // `rehome` maps run-relative offsets from the run's original start.
+        let shifted: Vec<Item> = moved;
+        for it in &shifted {
+            self.by_off.remove(&it.off);
+        }
+        for it in &shifted {
+            let off = dst + (it.off - run.src);
+            self.by_off.insert(off, it.index);
+            if let Some(e) = self.slots[it.index as usize].entry.as_mut() {
+                e.off = off;
+            }
+        }
+        // Re-reserve whatever both spans now leave unmapped.
+        rep.syscalls += self.heal_scan(src, run.len);
+        rep.syscalls += self.heal_scan(dst, run.len);
+        Err(ArenaError::os("mremap", err))
+    }
+
+    /// Turns the pages vacated by copied runs back into reservation, except where regions
+    /// now live (later runs may have moved onto them) or fences are. Pages at or past
+    /// `free_end` are left alone (they were never touched).
+    fn release_garbage(&mut self, garbage: &mut [(usize, usize)], free_end: usize) -> u64 {
+        garbage.sort_unstable();
+        let mut calls = 0;
+        let mut free: Vec<(usize, usize)> = Vec::new();
+        let mut cur = 0;
+        let used = self
+            .by_off
+            .iter()
+            .map(|(&o, &i)| (o, self.slots[i as usize].entry.map_or(0, |e| e.mapped)))
+            .chain(self.fences.iter().map(|(&o, &l)| (o, l)));
+        let mut used: Vec<(usize, usize)> = used.collect();
+        used.sort_unstable();
+        for (o, l) in used {
+            if o > cur {
+                free.push((cur, o));
+            }
+            cur = cur.max(o + l);
+        }
+        free.push((cur, free_end.max(cur)));
+        // Intersect the free ranges with the garbage ranges (both sorted).
+        let (mut i, mut j) = (0, 0);
+        let mut pending: Option<(usize, usize)> = None;
+        while i < free.len() && j < garbage.len() {
+            let (fs, fe) = free[i];
+            let (gs, gl) = garbage[j];
+            let ge = gs + gl;
+            let (s, e) = (fs.max(gs), fe.min(ge));
+            if s < e {
+                pending = match pending {
+                    Some((ps, pe)) if pe == s => Some((ps, e)),
+                    Some((ps, pe)) => {
+                        calls += self.release(ps, pe);
+                        Some((s, e))
+                    }
+                    None => Some((s, e)),
+                };
+            }
+            if fe < ge {
+                i += 1;
+            } else {
+                j += 1;
+            }
+        }
+        if let Some((ps, pe)) = pending {
+            calls += self.release(ps, pe);
+        }
+        calls
+    }
+
+    fn release(&mut self, start: usize, end: usize) -> u64 {
+        // SAFETY: `[start, end)` is free space of the arena (no region, no fence): its own
+        // pages vacated by this compaction or its reservation; nothing refers to it.
+        let _ = unsafe { sys::reserve_fixed(self.base.add(start), end - start) };
+        1
+    }
+}

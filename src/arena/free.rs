@@ -1,0 +1,157 @@
+//! Free space of an arena: the holes between regions, by offset (to coalesce neighbours) and
+//! by size (best fit in O(log n)). Offsets and lengths are page multiples. No unsafe.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Holes of an arena's address range. Invariant: `by_off` and `by_size` hold the same holes,
+/// none empty, none overlapping or touching (touching holes are merged on insert).
+#[derive(Debug, Default, Clone)]
+pub(super) struct FreeList {
+    by_off: BTreeMap<usize, usize>,
+    by_size: BTreeSet<(usize, usize)>,
+    total: usize,
+}
+
+impl FreeList {
+    /// Total free bytes.
+    #[cfg(test)]
+    pub(super) fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Number of holes.
+    pub(super) fn count(&self) -> usize {
+        self.by_off.len()
+    }
+
+    /// The hole that starts at `off`, if any.
+    pub(super) fn starting_at(&self, off: usize) -> Option<usize> {
+        self.by_off.get(&off).copied()
+    }
+
+    /// The hole that ends exactly at `end`, if any: `(off, len)`.
+    pub(super) fn ending_at(&self, end: usize) -> Option<(usize, usize)> {
+        self.by_off
+            .range(..end)
+            .next_back()
+            .map(|(&o, &l)| (o, l))
+            .filter(|&(o, l)| o + l == end)
+    }
+
+    /// Iterates holes in address order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.by_off.iter().map(|(&o, &l)| (o, l))
+    }
+
+    fn put(&mut self, off: usize, len: usize) {
+        debug_assert!(len > 0);
+        self.by_off.insert(off, len);
+        self.by_size.insert((len, off));
+    }
+
+    fn take(&mut self, off: usize) -> usize {
+        let len = self.by_off.remove(&off).expect("hole exists");
+        self.by_size.remove(&(len, off));
+        len
+    }
+
+    /// Adds `[off, off + len)` as free, merging with the holes it touches.
+    pub(super) fn insert(&mut self, mut off: usize, mut len: usize) {
+        if len == 0 {
+            return;
+        }
+        self.total += len;
+        if let Some((prev, plen)) = self.ending_at(off) {
+            self.take(prev);
+            off = prev;
+            len += plen;
+        }
+        if let Some(nlen) = self.starting_at(off + len) {
+            self.take(off + len);
+            len += nlen;
+        }
+        self.put(off, len);
+    }
+
+    /// Marks `[off, off + len)` as used; it must lie inside one hole.
+    pub(super) fn remove(&mut self, off: usize, len: usize) {
+        if len == 0 {
+            return;
+        }
+        let (hoff, hlen) = self
+            .by_off
+            .range(..=off)
+            .next_back()
+            .map(|(&o, &l)| (o, l))
+            .expect("range lies in a hole");
+        debug_assert!(hoff + hlen >= off + len, "range lies in a hole");
+        self.take(hoff);
+        self.total -= len;
+        if off > hoff {
+            self.put(hoff, off - hoff);
+        }
+        let end = off + len;
+        if hoff + hlen > end {
+            self.put(end, hoff + hlen - end);
+        }
+    }
+
+    /// Whether `[off, off + len)` is entirely free.
+    pub(super) fn contains(&self, off: usize, len: usize) -> bool {
+        self.by_off
+            .range(..=off)
+            .next_back()
+            .is_some_and(|(&o, &l)| o + l >= off + len)
+    }
+
+    /// The best-fitting place for `len` bytes aligned to `align` (a power of two): the
+    /// smallest hole that can hold it, at the lowest aligned offset in that hole.
+    pub(super) fn best_fit(&self, len: usize, align: usize) -> Option<usize> {
+        for &(hlen, hoff) in self.by_size.range((len, 0)..) {
+            let start = hoff.checked_next_multiple_of(align)?;
+            if start + len <= hoff + hlen {
+                return Some(start);
+            }
+        }
+        None
+    }
+
+    /// Removes everything.
+    pub(super) fn clear(&mut self) {
+        self.by_off.clear();
+        self.by_size.clear();
+        self.total = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FreeList;
+
+    #[test]
+    fn insert_merges_and_remove_splits() {
+        let mut f = FreeList::default();
+        f.insert(0, 4);
+        f.insert(8, 4);
+        assert_eq!(f.count(), 2);
+        f.insert(4, 4);
+        assert_eq!(f.iter().collect::<Vec<_>>(), [(0, 12)]);
+        f.remove(4, 2);
+        assert_eq!(f.iter().collect::<Vec<_>>(), [(0, 4), (6, 6)]);
+        assert_eq!(f.total(), 10);
+        assert!(f.contains(6, 6) && !f.contains(3, 2));
+    }
+
+    #[test]
+    fn best_fit_prefers_the_smallest_hole_that_fits_aligned() {
+        let mut f = FreeList::default();
+        f.insert(0, 100);
+        f.insert(200, 10);
+        f.insert(300, 20);
+        assert_eq!(f.best_fit(10, 1), Some(200));
+        assert_eq!(f.best_fit(11, 1), Some(300));
+        assert_eq!(f.best_fit(10, 16), Some(304));
+        assert_eq!(f.best_fit(20, 16), Some(0));
+        assert_eq!(f.best_fit(101, 1), None);
+    }
+}

@@ -1,0 +1,1163 @@
+//! `PageArena`: page-granular regions behind generation-checked handles, all inside one
+//! reserved address range that the arena owns; growth in place or by moving mappings;
+//! compaction by multi-mapping `mremap` (see `compact.rs`); `SharedArena` (see `shared.rs`).
+
+mod compact;
+mod free;
+mod shared;
+#[cfg(test)]
+mod tests;
+
+use crate::region;
+use crate::stats::GrowStats;
+use crate::sys::{self, Errno};
+use core::fmt;
+use core::sync::atomic::{AtomicU32, Ordering};
+use free::FreeList;
+use std::collections::BTreeMap;
+
+pub use compact::{CompactReport, CostModel};
+pub use shared::SharedArena;
+
+/// A handle to a region of a [`PageArena`]: `Copy`, 12 bytes, and checked on every use.
+///
+/// It names the arena that made it, a slot, and the slot's generation. A handle whose region
+/// was freed (even if the slot was reused since), or that comes from another arena, is
+/// answered with `None` or [`ArenaError::InvalidId`]; it never reaches another region's bytes.
+///
+/// ```
+/// use remapvec::PageArena;
+/// let mut arena = PageArena::new();
+/// let id = arena.alloc(100)?;
+/// arena.free(id)?;
+/// let again = arena.alloc(100)?; // may reuse the slot, with a new generation
+/// assert!(arena.get(id).is_none());
+/// assert!(arena.get(again).is_some());
+/// # Ok::<(), remapvec::ArenaError>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RegionId {
+    arena: u32,
+    index: u32,
+    generation: u32,
+}
+
+impl fmt::Debug for RegionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "RegionId(arena {}, slot {}, generation {})",
+            self.arena, self.index, self.generation
+        )
+    }
+}
+
+/// What went wrong in a [`PageArena`] operation. After any error the arena is consistent:
+/// every live region keeps its bytes and stays reachable through its id.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ArenaError {
+    /// The id was freed, or belongs to another arena.
+    InvalidId(RegionId),
+    /// The size asked for does not fit the address space (or `isize::MAX`).
+    CapacityOverflow {
+        /// Bytes asked for.
+        requested: usize,
+    },
+    /// The alignment is not a power of two.
+    InvalidAlign(usize),
+    /// `grow` to a shorter or `shrink` to a longer length.
+    InvalidLength {
+        /// The region's length.
+        len: usize,
+        /// The length asked for.
+        requested: usize,
+    },
+    /// A system call failed; nothing was lost.
+    Os {
+        /// What the arena was doing: `"mmap"`, `"mremap"`, `"re-reserve"`, ...
+        op: &'static str,
+        /// The OS error.
+        error: std::io::Error,
+    },
+}
+
+impl ArenaError {
+    fn os(op: &'static str, e: Errno) -> Self {
+        ArenaError::Os {
+            op,
+            error: e.to_io(),
+        }
+    }
+
+    /// The OS error number, for [`ArenaError::Os`].
+    ///
+    /// ```
+    /// use remapvec::{ArenaError, PageArena};
+    /// let mut arena = PageArena::new();
+    /// let err = arena.alloc(usize::MAX).unwrap_err();
+    /// assert!(matches!(err, ArenaError::CapacityOverflow { .. }));
+    /// assert_eq!(err.os_error(), None);
+    /// ```
+    pub fn os_error(&self) -> Option<i32> {
+        match self {
+            ArenaError::Os { error, .. } => error.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ArenaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ArenaError::InvalidId(id) => write!(f, "{id:?} is freed or from another arena"),
+            ArenaError::CapacityOverflow { requested } => {
+                write!(f, "{requested} bytes do not fit the address space")
+            }
+            ArenaError::InvalidAlign(a) => write!(f, "alignment {a} is not a power of two"),
+            ArenaError::InvalidLength { len, requested } => write!(
+                f,
+                "cannot resize a region of {len} bytes to {requested} bytes in this direction"
+            ),
+            ArenaError::Os { op, error } => write!(f, "{op} failed: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for ArenaError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ArenaError::Os { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// How a [`PageArena`] behaves: initial reservation, the multi-mapping move, the cost model
+/// that picks copy or remap in [`PageArena::compact`].
+///
+/// ```
+/// use remapvec::{ArenaOptions, PageArena};
+/// // Force one mremap per region (what kernels before 6.17 can do), e.g. to compare.
+/// let arena = PageArena::with_options(ArenaOptions::new().multi_mapping_move(false));
+/// assert!(!arena.options().is_multi_mapping_move());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ArenaOptions {
+    initial_capacity: usize,
+    multi_mapping_move: bool,
+    cost: CostModel,
+}
+
+impl Default for ArenaOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ArenaOptions {
+    /// Defaults: 64 MiB reserved at first use, the multi-mapping move where the kernel has it
+    /// ([`sys::features`]), the measured [`CostModel::default`].
+    pub fn new() -> Self {
+        ArenaOptions {
+            initial_capacity: 64 << 20,
+            multi_mapping_move: sys::features().multi_mapping_move,
+            cost: CostModel::default(),
+        }
+    }
+
+    /// Address space to reserve at the first allocation (rounded up to pages). Reserving costs
+    /// no memory; the arena doubles it when full.
+    pub fn initial_capacity(mut self, bytes: usize) -> Self {
+        self.initial_capacity = bytes;
+        self
+    }
+
+    /// Whether to move several mappings with one `mremap` (Linux 6.17+). `true` on a kernel
+    /// without it is ignored; `false` makes one call per region, as on older kernels.
+    pub fn multi_mapping_move(mut self, on: bool) -> Self {
+        self.multi_mapping_move = on && sys::features().multi_mapping_move;
+        self
+    }
+
+    /// The cost model `compact` uses to pick copy or remap per run of regions.
+    pub fn cost_model(mut self, cost: CostModel) -> Self {
+        self.cost = cost;
+        self
+    }
+
+    /// See [`ArenaOptions::initial_capacity`].
+    pub fn get_initial_capacity(&self) -> usize {
+        self.initial_capacity
+    }
+
+    /// See [`ArenaOptions::multi_mapping_move`].
+    pub fn is_multi_mapping_move(&self) -> bool {
+        self.multi_mapping_move
+    }
+
+    /// See [`ArenaOptions::cost_model`].
+    pub fn get_cost_model(&self) -> CostModel {
+        self.cost
+    }
+}
+
+/// Counters of a [`PageArena`]: how regions grew, how the arena's own range grew.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ArenaStats {
+    /// Region grows: in place (pages after it were free), moved (remapped elsewhere in the
+    /// arena), copied (portable backend).
+    pub regions: GrowStats,
+    /// Growth of the arena's reserved range: in place, or moved with all its mappings.
+    pub arena: GrowStats,
+    /// Compactions run.
+    pub compactions: u64,
+}
+
+/// A live region. Invariant: `off` and `mapped` are page multiples, `len <= mapped`,
+/// `off % align == 0`; `[off, off + mapped)` is read-write memory inside the arena (nothing
+/// when `mapped == 0`), and no other region or hole overlaps it.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    off: usize,
+    len: usize,
+    mapped: usize,
+    align: usize,
+}
+
+#[derive(Debug)]
+struct Slot {
+    generation: u32,
+    entry: Option<Entry>,
+}
+
+static NEXT_ARENA: AtomicU32 = AtomicU32::new(1);
+
+/// Page-granular regions behind stable [`RegionId`]s, in one reserved address range.
+///
+/// Every region lives inside the arena's reservation (a `PROT_NONE`, `MAP_NORESERVE` range
+/// that costs no memory). Freed pages go back to being reservation, never plainly unmapped, so
+/// no other mapping of the process lands inside the arena and the arena's moves
+/// (`MREMAP_FIXED`) only ever replace its own pages.
+///
+/// * [`grow`](Self::grow) extends a region in place when the pages after it are free, else
+///   moves it (its page tables, not its bytes) to free space in the arena.
+/// * When the arena is full it grows its range in place, or moves all its mappings at once to
+///   a larger range; ids stay valid, addresses change (which `&mut self` makes safe).
+/// * [`compact`](Self::compact) slides live regions together, closing holes, with one
+///   `mremap` per run of adjacent regions on Linux 6.17+ (one per region before).
+///
+/// # Mappings
+/// The kernel limits mappings per process (`vm.max_map_count`, 65530 by default). A region
+/// costs at most two: its own, and the split of the reservation around it. Regions allocated
+/// one after another in free space merge into one mapping; after a move a region stays a
+/// mapping of its own. 30 000 scattered regions are therefore the practical ceiling of one
+/// process with default settings.
+///
+/// ```
+/// use remapvec::PageArena;
+/// let mut arena = PageArena::new();
+/// let a = arena.alloc(10_000)?;
+/// let b = arena.alloc(3 << 20)?;
+/// arena.get_mut(a).unwrap()[..5].copy_from_slice(b"hello");
+/// arena.grow(a, 64 << 20)?; // moves or extends, never copies
+/// assert_eq!(&arena.get(a).unwrap()[..5], b"hello");
+/// arena.free(b)?;
+/// let report = arena.compact()?;
+/// assert_eq!(arena.fragmentation(), 0.0);
+/// println!("{report:?}");
+/// # Ok::<(), remapvec::ArenaError>(())
+/// ```
+///
+/// A slice borrowed from the arena cannot live across a call that may move regions:
+///
+/// ```compile_fail
+/// use remapvec::PageArena;
+/// let mut arena = PageArena::new();
+/// let id = arena.alloc(4096)?;
+/// let bytes = arena.get(id).unwrap();
+/// arena.compact()?; // error: `arena` is borrowed by `bytes`
+/// println!("{}", bytes[0]);
+/// # Ok::<(), remapvec::ArenaError>(())
+/// ```
+pub struct PageArena {
+    /// Start of the reservation (page-aligned); dangling while `cap == 0`.
+    base: *mut u8,
+    /// Bytes reserved. Every page of `[base, base + cap)` is a live region's page, a hole's
+    /// page (reservation) or a fence's; between two of the arena's own system calls inside
+    /// one `&mut self` method a moved region's old pages may briefly be unmapped.
+    cap: usize,
+    id: u32,
+    slots: Vec<Slot>,
+    free_slots: Vec<u32>,
+    /// Live regions with pages, by offset.
+    by_off: BTreeMap<usize, u32>,
+    /// Free space of `[0, cap)`: neither a region's nor a fence's.
+    holes: FreeList,
+    /// Ranges inside the arena that some other code mapped while the arena had them unmapped
+    /// for an instant (see `heal`): never used, moved or unmapped by the arena. Almost always
+    /// empty.
+    fences: BTreeMap<usize, usize>,
+    live: usize,
+    live_bytes: usize,
+    mapped_bytes: usize,
+    opts: ArenaOptions,
+    stats: ArenaStats,
+}
+
+// SAFETY: the arena owns its mappings exclusively (like a `Vec<u8>` owns its buffer); the raw
+// base pointer is never shared outside borrows of `self`.
+unsafe impl Send for PageArena {}
+// SAFETY: `&PageArena` only reads region bytes (`get`, `iter`); every mutation takes
+// `&mut self`.
+unsafe impl Sync for PageArena {}
+
+impl Default for PageArena {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for PageArena {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PageArena")
+            .field("regions", &self.live)
+            .field("live_bytes", &self.live_bytes)
+            .field("reserved_bytes", &self.cap)
+            .field("holes", &self.holes.count())
+            .finish()
+    }
+}
+
+impl PageArena {
+    /// An empty arena. Reserves nothing until the first allocation.
+    ///
+    /// ```
+    /// let arena = remapvec::PageArena::new();
+    /// assert_eq!(arena.len(), 0);
+    /// assert_eq!(arena.reserved_bytes(), 0);
+    /// ```
+    pub fn new() -> Self {
+        Self::with_options(ArenaOptions::new())
+    }
+
+    /// An empty arena with options.
+    ///
+    /// ```
+    /// use remapvec::{ArenaOptions, PageArena};
+    /// let mut arena = PageArena::with_options(ArenaOptions::new().initial_capacity(1 << 30));
+    /// arena.alloc(1)?;
+    /// assert!(arena.reserved_bytes() >= 1 << 30);
+    /// # Ok::<(), remapvec::ArenaError>(())
+    /// ```
+    pub fn with_options(opts: ArenaOptions) -> Self {
+        PageArena {
+            base: core::ptr::dangling_mut(),
+            cap: 0,
+            id: NEXT_ARENA.fetch_add(1, Ordering::Relaxed),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            by_off: BTreeMap::new(),
+            holes: FreeList::default(),
+            fences: BTreeMap::new(),
+            live: 0,
+            live_bytes: 0,
+            mapped_bytes: 0,
+            opts,
+            stats: ArenaStats::default(),
+        }
+    }
+
+    /// The options the arena was made with.
+    ///
+    /// ```
+    /// let arena = remapvec::PageArena::new();
+    /// assert_eq!(arena.options().get_initial_capacity(), 64 << 20);
+    /// ```
+    pub fn options(&self) -> &ArenaOptions {
+        &self.opts
+    }
+
+    /// Number of live regions.
+    ///
+    /// ```
+    /// let mut arena = remapvec::PageArena::new();
+    /// arena.alloc(1)?;
+    /// assert_eq!(arena.len(), 1);
+    /// # Ok::<(), remapvec::ArenaError>(())
+    /// ```
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    /// Whether there are no live regions.
+    ///
+    /// ```
+    /// assert!(remapvec::PageArena::new().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Sum of the live regions' lengths.
+    ///
+    /// ```
+    /// let mut arena = remapvec::PageArena::new();
+    /// arena.alloc(10)?;
+    /// arena.alloc(20)?;
+    /// assert_eq!(arena.live_bytes(), 30);
+    /// # Ok::<(), remapvec::ArenaError>(())
+    /// ```
+    pub fn live_bytes(&self) -> usize {
+        self.live_bytes
+    }
+
+    /// Bytes of memory mapped for live regions (their lengths rounded up to pages).
+    ///
+    /// ```
+    /// let mut arena = remapvec::PageArena::new();
+    /// arena.alloc(10)?;
+    /// assert_eq!(arena.mapped_bytes(), remapvec::sys::page_size());
+    /// # Ok::<(), remapvec::ArenaError>(())
+    /// ```
+    pub fn mapped_bytes(&self) -> usize {
+        self.mapped_bytes
+    }
+
+    /// Address space the arena has reserved (costs no memory).
+    ///
+    /// ```
+    /// let mut arena = remapvec::PageArena::new();
+    /// arena.alloc(1 << 20)?;
+    /// assert!(arena.reserved_bytes() >= 1 << 20);
+    /// # Ok::<(), remapvec::ArenaError>(())
+    /// ```
+    pub fn reserved_bytes(&self) -> usize {
+        self.cap
+    }
+
+    /// The arena's reserved address range (changes when the arena moves).
+    ///
+    /// ```
+    /// let mut arena = remapvec::PageArena::new();
+    /// let id = arena.alloc(1)?;
+    /// let p = arena.get(id).unwrap().as_ptr();
+    /// assert!(arena.address_range().contains(&(p as usize)));
+    /// # Ok::<(), remapvec::ArenaError>(())
+    /// ```
+    pub fn address_range(&self) -> core::ops::Range<usize> {
+        let start = if self.cap == 0 { 0 } else { self.base as usize };
+        start..start + self.cap
+    }
+
+    /// The share of the span up to the end of the last region that is not live regions'
+    /// pages: 0.0 when the regions are packed, 0.5 when half the span is holes.
+    ///
+    /// ```
+    /// let mut arena = remapvec::PageArena::new();
+    /// let page = remapvec::sys::page_size();
+    /// let a = arena.alloc(page)?;
+    /// let _b = arena.alloc(page)?;
+    /// arena.free(a)?;
+    /// assert_eq!(arena.fragmentation(), 0.5);
+    /// arena.compact()?;
+    /// assert_eq!(arena.fragmentation(), 0.0);
+    /// # Ok::<(), remapvec::ArenaError>(())
+    /// ```
+    pub fn fragmentation(&self) -> f64 {
+        let span = self.high_water();
+        if span == 0 {
+            0.0
+        } else {
+            (span - self.mapped_bytes) as f64 / span as f64
+        }
+    }
+
+    /// Number of holes (maximal free ranges), including the free space at the end.
+    ///
+    /// ```
+    /// let mut arena = remapvec::PageArena::new();
+    /// let a = arena.alloc(1)?;
+    /// let _b = arena.alloc(1)?;
+    /// arena.free(a)?;
+    /// assert_eq!(arena.holes(), 2); // before b, and after it
+    /// # Ok::<(), remapvec::ArenaError>(())
+    /// ```
+    pub fn holes(&self) -> usize {
+        self.holes.count()
+    }
+
+    /// Growth counters.
+    ///
+    /// ```
+    /// let mut arena = remapvec::PageArena::new();
+    /// let id = arena.alloc(4096)?;
+    /// arena.grow(id, 8192)?;
+    /// assert_eq!(arena.stats().regions.in_place, 1);
+    /// # Ok::<(), remapvec::ArenaError>(())
+    /// ```
+    pub fn stats(&self) -> ArenaStats {
+        self.stats
+    }
+
+    /// End offset of the last region (0 if none).
+    fn high_water(&self) -> usize {
+        self.by_off.last_key_value().map_or(0, |(&off, &slot)| {
+            off + self.slots[slot as usize].entry.map_or(0, |e| e.mapped)
+        })
+    }
+
+    fn entry(&self, id: RegionId) -> Option<&Entry> {
+        if id.arena != self.id {
+            return None;
+        }
+        let slot = self.slots.get(id.index as usize)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        slot.entry.as_ref()
+    }
+
+    fn lookup(&self, id: RegionId) -> Result<Entry, ArenaError> {
+        self.entry(id).copied().ok_or(ArenaError::InvalidId(id))
+    }
+
+    fn set_entry(&mut self, index: u32, e: Entry) {
+        self.slots[index as usize].entry = Some(e);
+    }
+
+    /// Whether `id` names a live region of this arena.
+    ///
+    /// ```
+    /// let mut arena = remapvec::PageArena::new();
+    /// let id = arena.alloc(1)?;
+    /// assert!(arena.contains(id));
+    /// arena.free(id)?;
+    /// assert!(!arena.contains(id));
+    /// # Ok::<(), remapvec::ArenaError>(())
+    /// ```
+    pub fn contains(&self, id: RegionId) -> bool {
+        self.entry(id).is_some()
+    }
+
+    /// The region's bytes, or `None` for a freed or foreign id.
+    ///
+    /// ```
+    /// let mut arena = remapvec::PageArena::new();
+    /// let id = arena.alloc(3)?;
+    /// assert_eq!(arena.get(id), Some(&[0u8, 0, 0][..]));
+    /// # Ok::<(), remapvec::ArenaError>(())
+    /// ```
+    pub fn get(&self, id: RegionId) -> Option<&[u8]> {
+        let (p, len) = self.raw_region(id)?;
+        // SAFETY: a live entry's `[off, off + len)` lies in read-write memory the arena owns
+        // (Entry invariant); `&self` keeps it from being moved, resized or freed while the
+        // slice lives.
+        Some(unsafe { core::slice::from_raw_parts(p, len) })
+    }
+
+    /// The region's bytes, mutable, or `None` for a freed or foreign id.
+    ///
+    /// ```
+    /// let mut arena = remapvec::PageArena::new();
+    /// let id = arena.alloc(3)?;
+    /// arena.get_mut(id).unwrap().copy_from_slice(b"abc");
+    /// assert_eq!(arena.get(id).unwrap(), b"abc");
+    /// # Ok::<(), remapvec::ArenaError>(())
+    /// ```
+    pub fn get_mut(&mut self, id: RegionId) -> Option<&mut [u8]> {
+        let (p, len) = self.raw_region(id)?;
+        // SAFETY: as in `get`; `&mut self` makes the borrow exclusive.
+        Some(unsafe { core::slice::from_raw_parts_mut(p, len) })
+    }
+
+    /// Pointer and length of a live region (dangling for an empty one).
+    pub(crate) fn raw_region(&self, id: RegionId) -> Option<(*mut u8, usize)> {
+        let e = self.entry(id)?;
+        if e.mapped == 0 {
+            return Some((core::ptr::dangling_mut(), 0));
+        }
+        // SAFETY: `off < cap`, inside the reservation.
+        Some((unsafe { self.base.add(e.off) }, e.len))
+    }
+
+    /// The live regions in address order, with their ids.
+    ///
+    /// ```
+    /// let mut arena = remapvec::PageArena::new();
+    /// let a = arena.alloc(1)?;
+    /// let b = arena.alloc(2)?;
+    /// let ids: Vec<_> = arena.iter().map(|(id, bytes)| (id, bytes.len())).collect();
+    /// assert_eq!(ids, [(a, 1), (b, 2)]);
+    /// # Ok::<(), remapvec::ArenaError>(())
+    /// ```
+    pub fn iter(&self) -> impl Iterator<Item = (RegionId, &[u8])> + '_ {
+        let empty = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.entry.filter(|e| e.mapped == 0).map(|_| i as u32));
+        self.by_off
+            .values()
+            .copied()
+            .chain(empty)
+            .map(move |index| {
+                let id = RegionId {
+                    arena: self.id,
+                    index,
+                    generation: self.slots[index as usize].generation,
+                };
+                (id, self.get(id).unwrap_or_default())
+            })
+    }
+
+    /// Allocates a region of `len` zeroed bytes (page-aligned, pages mapped lazily).
+    ///
+    /// ```
+    /// let mut arena = remapvec::PageArena::new();
+    /// let id = arena.alloc(5 << 20)?;
+    /// assert!(arena.get(id).unwrap().iter().all(|&b| b == 0));
+    /// # Ok::<(), remapvec::ArenaError>(())
+    /// ```
+    pub fn alloc(&mut self, len: usize) -> Result<RegionId, ArenaError> {
+        self.alloc_aligned(len, 1)
+    }
+
+    /// Allocates a region of `len` zeroed bytes whose address is a multiple of `align` (a
+    /// power of two; at least the page size is always given). Compaction keeps the alignment.
+    ///
+    /// ```
+    /// let mut arena = remapvec::PageArena::new();
+    /// let id = arena.alloc_aligned(4 << 20, 2 << 20)?;
+    /// assert_eq!(arena.get(id).unwrap().as_ptr() as usize % (2 << 20), 0);
+    /// # Ok::<(), remapvec::ArenaError>(())
+    /// ```
+    pub fn alloc_aligned(&mut self, len: usize, align: usize) -> Result<RegionId, ArenaError> {
+        if !align.is_power_of_two() {
+            return Err(ArenaError::InvalidAlign(align));
+        }
+        let align = align.max(sys::page_size());
+        let mapped = round_len(len)?;
+        if self.slots.len() >= u32::MAX as usize && self.free_slots.is_empty() {
+            return Err(ArenaError::CapacityOverflow { requested: len });
+        }
+        let off = if mapped == 0 {
+            0
+        } else {
+            let off = self.find_space(mapped, align)?;
+            // SAFETY: `[off, off + mapped)` is a hole: the arena's own reservation.
+            unsafe { sys::map_fixed(self.base.add(off), mapped) }
+                .map_err(|e| ArenaError::os("mmap", e))?;
+            self.holes.remove(off, mapped);
+            off
+        };
+        let entry = Entry {
+            off,
+            len,
+            mapped,
+            align,
+        };
+        let index = match self.free_slots.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    entry: None,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.set_entry(index, entry);
+        if mapped > 0 {
+            self.by_off.insert(off, index);
+        }
+        self.live += 1;
+        self.live_bytes += len;
+        self.mapped_bytes += mapped;
+        Ok(RegionId {
+            arena: self.id,
+            index,
+            generation: self.slots[index as usize].generation,
+        })
+    }
+
+    /// Frees a region: its pages go back to being reservation (memory returned to the OS).
+    ///
+    /// ```
+    /// let mut arena = remapvec::PageArena::new();
+    /// let id = arena.alloc(1)?;
+    /// arena.free(id)?;
+    /// assert!(arena.free(id).is_err()); // a stale id is an error, not a crash
+    /// # Ok::<(), remapvec::ArenaError>(())
+    /// ```
+    pub fn free(&mut self, id: RegionId) -> Result<(), ArenaError> {
+        let e = self.lookup(id)?;
+        if e.mapped > 0 {
+            // SAFETY: the region's pages are the arena's; `&mut self` means no slice of them
+            // is alive.
+            unsafe { sys::reserve_fixed(self.base.add(e.off), e.mapped) }
+                .map_err(|err| ArenaError::os("re-reserve", err))?;
+            self.by_off.remove(&e.off);
+            self.holes.insert(e.off, e.mapped);
+        }
+        let slot = &mut self.slots[id.index as usize];
+        slot.entry = None;
+        slot.generation = slot.generation.wrapping_add(1);
+        // A slot whose generation wrapped is retired, so an old id can never match again.
+        if slot.generation != 0 {
+            self.free_slots.push(id.index);
+        }
+        self.live -= 1;
+        self.live_bytes -= e.len;
+        self.mapped_bytes -= e.mapped;
+        Ok(())
+    }
+
+    /// Grows a region to `new_len` bytes; the new bytes are zero. In place when the pages
+    /// after it are free (one `mmap`), else the region's mappings move to free space in the
+    /// arena (`mremap`, no byte copied) and the arena grows first if it must.
+    ///
+    /// ```
+    /// let mut arena = remapvec::PageArena::new();
+    /// let a = arena.alloc(4096)?;
+    /// let _b = arena.alloc(4096)?; // right after a: a must move to grow
+    /// arena.get_mut(a).unwrap()[0] = 7;
+    /// arena.grow(a, 1 << 20)?;
+    /// let bytes = arena.get(a).unwrap();
+    /// assert_eq!((bytes[0], bytes.len(), bytes[4096]), (7, 1 << 20, 0));
+    /// # Ok::<(), remapvec::ArenaError>(())
+    /// ```
+    pub fn grow(&mut self, id: RegionId, new_len: usize) -> Result<(), ArenaError> {
+        let e = self.lookup(id)?;
+        if new_len < e.len {
+            return Err(ArenaError::InvalidLength {
+                len: e.len,
+                requested: new_len,
+            });
+        }
+        let new_mapped = round_len(new_len)?;
+        if e.mapped > e.len {
+            // Bytes past `len` in the last page may be left from before a shrink.
+            // SAFETY: `[off + len, off + mapped)` is the region's own memory; `&mut self`.
+            unsafe {
+                self.base
+                    .add(e.off + e.len)
+                    .write_bytes(0, e.mapped - e.len)
+            };
+        }
+        let mut e2 = Entry { len: new_len, ..e };
+        if new_mapped <= e.mapped {
+            self.set_entry(id.index, e2);
+            self.live_bytes += new_len - e.len;
+            return Ok(());
+        }
+        let extra = new_mapped - e.mapped;
+        let mut calls = 0u64;
+        if e.mapped > 0 && self.holes.contains(e.off + e.mapped, extra) {
+            calls += 1;
+            // SAFETY: the pages after the region are a hole: the arena's reservation.
+            unsafe { sys::map_fixed(self.base.add(e.off + e.mapped), extra) }
+                .map_err(|err| ArenaError::os("mmap", err))?;
+            self.holes.remove(e.off + e.mapped, extra);
+            self.stats.regions.in_place += 1;
+        } else {
+            let dst = self.find_space(new_mapped, e.align)?;
+            calls += self.relocate_region(e, dst, new_mapped)?;
+            if e.mapped > 0 {
+                self.by_off.remove(&e.off);
+                self.holes.insert(e.off, e.mapped);
+            }
+            self.by_off.insert(dst, id.index);
+            e2.off = dst;
+        }
+        e2.mapped = new_mapped;
+        self.set_entry(id.index, e2);
+        self.stats.regions.syscalls += calls;
+        self.live_bytes += new_len - e.len;
+        self.mapped_bytes += extra;
+        Ok(())
+    }
+
+    /// Moves the region `e` to the hole at `dst` and extends it to `new_mapped` bytes there.
+    /// On error nothing changed. Returns the system calls made.
+    fn relocate_region(
+        &mut self,
+        e: Entry,
+        dst: usize,
+        new_mapped: usize,
+    ) -> Result<u64, ArenaError> {
+        // SAFETY (for the pointer arithmetic below): offsets are inside the reservation.
+        let (src_p, dst_p) = unsafe { (self.base.add(e.off), self.base.add(dst)) };
+        let tail = new_mapped - e.mapped;
+        // Map the new tail first: if that fails nothing has moved.
+        // SAFETY: `[dst, dst + new_mapped)` is a hole (the arena's reservation).
+        unsafe { sys::map_fixed(dst_p.add(e.mapped), tail) }
+            .map_err(|err| ArenaError::os("mmap", err))?;
+        let mut calls = 1;
+        if e.mapped == 0 {
+            self.holes.remove(dst, new_mapped);
+            return Ok(calls);
+        }
+        if sys::HAS_MREMAP {
+            let mut mover = compact::Mover::new();
+            let (outcome, err) = match mover.move_span(src_p, e.mapped, dst_p) {
+                Ok(()) => (Some(true), Errno(0)),
+                Err((err, 0)) => (Some(false), err),
+                Err((err, done)) => (mover.settle(src_p, e.mapped, dst_p, done), err),
+            };
+            calls += mover.calls;
+            if outcome == Some(true) {
+                calls += self.heal_known_gap(e.off, e.mapped);
+                self.holes.remove(dst, new_mapped);
+                self.stats.regions.moved += 1;
+                self.stats.regions.bytes_remapped += e.mapped as u64;
+                return Ok(calls);
+            }
+            if err.0 != libc::ENOTSUP {
+                // Nothing moved, or the moved part went back: give the tail back, re-reserve
+                // what the attempt left unmapped, report.
+                // SAFETY: the tail is the mapping we just made in our own hole.
+                let _ = unsafe { sys::reserve_fixed(dst_p.add(e.mapped), tail) };
+                self.heal_scan(dst, e.mapped);
+                return Err(ArenaError::os("mremap", err));
+            }
+            // No mremap here after all: copy below.
+        }
+        // Portable backend: map the rest of the destination, copy, release the source.
+        // SAFETY: `[dst, dst + e.mapped)` is our hole; source and destination are distinct
+        // ranges of the arena; `&mut self` means no slice of either is alive.
+        unsafe {
+            if let Err(err) = sys::map_fixed(dst_p, e.mapped) {
+                let _ = sys::reserve_fixed(dst_p.add(e.mapped), tail);
+                return Err(ArenaError::os("mmap", err));
+            }
+            core::ptr::copy_nonoverlapping(src_p, dst_p, e.len);
+            let _ = sys::reserve_fixed(src_p, e.mapped);
+        }
+        calls += 2;
+        self.holes.remove(dst, new_mapped);
+        self.stats.regions.copied += 1;
+        self.stats.regions.bytes_copied += e.len as u64;
+        Ok(calls)
+    }
+
+    /// Shrinks a region to `new_len` bytes; whole pages past it go back to the reservation.
+    ///
+    /// ```
+    /// let mut arena = remapvec::PageArena::new();
+    /// let id = arena.alloc(1 << 20)?;
+    /// arena.shrink(id, 10)?;
+    /// assert_eq!(arena.get(id).unwrap().len(), 10);
+    /// assert_eq!(arena.mapped_bytes(), remapvec::sys::page_size());
+    /// # Ok::<(), remapvec::ArenaError>(())
+    /// ```
+    pub fn shrink(&mut self, id: RegionId, new_len: usize) -> Result<(), ArenaError> {
+        let e = self.lookup(id)?;
+        if new_len > e.len {
+            return Err(ArenaError::InvalidLength {
+                len: e.len,
+                requested: new_len,
+            });
+        }
+        let new_mapped = round_len(new_len)?;
+        let mut e2 = Entry {
+            len: new_len,
+            mapped: new_mapped,
+            ..e
+        };
+        if new_mapped < e.mapped {
+            let cut = e.mapped - new_mapped;
+            // SAFETY: the tail pages are the region's own; `&mut self`.
+            unsafe { sys::reserve_fixed(self.base.add(e.off + new_mapped), cut) }
+                .map_err(|err| ArenaError::os("re-reserve", err))?;
+            self.stats.regions.syscalls += 1;
+            self.holes.insert(e.off + new_mapped, cut);
+            if new_mapped == 0 {
+                self.by_off.remove(&e.off);
+                e2.off = 0;
+            }
+        }
+        self.set_entry(id.index, e2);
+        self.live_bytes -= e.len - new_len;
+        self.mapped_bytes -= e.mapped - new_mapped;
+        Ok(())
+    }
+
+    /// A free offset for `len` bytes aligned to `align`, growing the arena if needed.
+    fn find_space(&mut self, len: usize, align: usize) -> Result<usize, ArenaError> {
+        if let Some(off) = self.holes.best_fit(len, align) {
+            return Ok(off);
+        }
+        self.grow_arena(
+            len.checked_add(align)
+                .ok_or(ArenaError::CapacityOverflow { requested: len })?,
+        )?;
+        self.holes
+            .best_fit(len, align)
+            .ok_or(ArenaError::CapacityOverflow { requested: len })
+    }
+
+    /// Grows the reservation so that its free end holds at least `need` more bytes: in place
+    /// when the addresses after it are free, else by moving the whole arena.
+    fn grow_arena(&mut self, need: usize) -> Result<(), ArenaError> {
+        let overflow = ArenaError::CapacityOverflow { requested: need };
+        let top_free = self.holes.ending_at(self.cap).map_or(0, |(_, l)| l);
+        let want = self
+            .cap
+            .checked_add(need.saturating_sub(top_free))
+            .ok_or(overflow)?;
+        let new_cap = round_len(
+            want.max(self.cap.saturating_mul(2))
+                .max(self.opts.initial_capacity),
+        )?;
+        let mut calls = 0u32;
+        if self.cap == 0 {
+            let base = region::place_reservation(new_cap, &mut calls)
+                .map_err(|e| ArenaError::os("reserve", e))?;
+            self.base = base;
+            self.cap = new_cap;
+            self.holes.insert(0, new_cap);
+            self.stats.arena.syscalls += u64::from(calls);
+            return Ok(());
+        }
+        let extra = new_cap - self.cap;
+        // SAFETY: pointer arithmetic only; `reserve` with a hint never replaces anything.
+        let end = unsafe { self.base.add(self.cap) };
+        if sys::reserve(end as usize, extra).is_ok() {
+            self.holes.insert(self.cap, extra);
+            self.cap = new_cap;
+            self.stats.arena.in_place += 1;
+            self.stats.arena.syscalls += 1;
+            return Ok(());
+        }
+        self.stats.arena.syscalls += 1;
+        self.relocate_arena(new_cap)
+    }
+
+    /// Moves every mapping of the arena to a new reservation of `new_cap` bytes.
+    fn relocate_arena(&mut self, new_cap: usize) -> Result<(), ArenaError> {
+        let mut calls = 0u32;
+        let new_base = region::place_reservation(new_cap, &mut calls)
+            .map_err(|e| ArenaError::os("reserve", e))?;
+        let mut calls = u64::from(calls);
+        let res = if sys::HAS_MREMAP {
+            self.relocate_by_remap(new_base, &mut calls)
+        } else {
+            self.relocate_by_copy(new_base, &mut calls)
+        };
+        self.stats.arena.syscalls += calls;
+        if let Err(e) = res {
+            // SAFETY: the new reservation is ours and holds nothing any more.
+            let _ = unsafe { sys::unmap(new_base, new_cap) };
+            return Err(e);
+        }
+        let old_cap = self.cap;
+        self.base = new_base;
+        self.cap = new_cap;
+        self.fences.clear();
+        self.rebuild_holes();
+        self.stats.arena.moved += 1;
+        self.stats.arena.bytes_remapped += old_cap as u64;
+        Ok(())
+    }
+
+    /// Relocation with `mremap`: the whole range in one call when the kernel moves several
+    /// mappings at once and no fence is in the way, else one call per region. On error every
+    /// region is back in the old range.
+    fn relocate_by_remap(&mut self, new_base: *mut u8, calls: &mut u64) -> Result<(), ArenaError> {
+        let mut mover = compact::Mover::new();
+        if self.opts.multi_mapping_move && self.fences.is_empty() {
+            let r = match mover.move_span(self.base, self.cap, new_base) {
+                Ok(()) => Ok(()),
+                // Finish, or move the moved prefix back: all or nothing for the arena.
+                Err((err, done)) => match mover.settle(self.base, self.cap, new_base, done) {
+                    Some(true) => Ok(()),
+                    _ => Err(ArenaError::os("mremap", err)),
+                },
+            };
+            *calls += mover.calls;
+            return r;
+        }
+        let regions: Vec<(usize, usize)> = self
+            .by_off
+            .iter()
+            .map(|(&off, &i)| (off, self.slots[i as usize].entry.map_or(0, |e| e.mapped)))
+            .collect();
+        for (k, &(off, len)) in regions.iter().enumerate() {
+            // SAFETY: offsets inside both reservations.
+            let (src, dst) = unsafe { (self.base.add(off), new_base.add(off)) };
+            let r = mover.move_span(src, len, dst);
+            if let Err((err, done)) = r {
+                let whole = if done == 0 {
+                    Some(false)
+                } else {
+                    mover.settle(src, len, dst, done)
+                };
+                if whole != Some(true) {
+                    // Move the regions already moved back into their (vacated) old places.
+                    for &(off, len) in regions[..k].iter().rev() {
+                        // SAFETY: as above.
+                        let (src, dst) = unsafe { (self.base.add(off), new_base.add(off)) };
+                        self.claim_gap(off, len);
+                        let _ = mover.move_span(dst, len, src);
+                    }
+                    *calls += mover.calls;
+                    return Err(ArenaError::os("mremap", err));
+                }
+            }
+        }
+        *calls += mover.calls;
+        // The old range now holds holes (reservation) and vacated gaps: release the holes.
+        let holes: Vec<(usize, usize)> = self.holes.iter().collect();
+        for (off, len) in holes {
+            *calls += 1;
+            // SAFETY: a hole is the arena's own reservation, which it gives up now.
+            let _ = unsafe { sys::unmap(self.base.add(off), len) };
+        }
+        Ok(())
+    }
+
+    /// Relocation without `mremap`: map each region in the new range and copy it.
+    fn relocate_by_copy(&mut self, new_base: *mut u8, calls: &mut u64) -> Result<(), ArenaError> {
+        for (&off, &i) in &self.by_off {
+            let Some(e) = self.slots[i as usize].entry else {
+                continue;
+            };
+            *calls += 1;
+            // SAFETY: the new range is our fresh reservation; the source is the region's
+            // memory; `&mut self` means no slice of it is alive.
+            unsafe {
+                sys::map_fixed(new_base.add(off), e.mapped)
+                    .map_err(|err| ArenaError::os("mmap", err))?;
+                core::ptr::copy_nonoverlapping(self.base.add(off), new_base.add(off), e.len);
+            }
+            self.stats.arena.bytes_copied += e.len as u64;
+        }
+        self.stats.arena.copied += 1;
+        *calls += 1;
+        // SAFETY: copying never leaves gaps: the whole old range is ours (fences exist only
+        // after mremap moves, which this backend has not).
+        let _ = unsafe { sys::unmap(self.base, self.cap) };
+        Ok(())
+    }
+
+    /// Recomputes the holes from the regions and fences.
+    fn rebuild_holes(&mut self) {
+        self.holes.clear();
+        let mut cur = 0;
+        let used = self
+            .by_off
+            .iter()
+            .map(|(&o, &i)| (o, self.slots[i as usize].entry.map_or(0, |e| e.mapped)))
+            .chain(self.fences.iter().map(|(&o, &l)| (o, l)));
+        let mut used: Vec<(usize, usize)> = used.collect();
+        used.sort_unstable();
+        for (o, l) in used {
+            if o > cur {
+                self.holes.insert(cur, o - cur);
+            }
+            cur = cur.max(o + l);
+        }
+        if self.cap > cur {
+            self.holes.insert(cur, self.cap - cur);
+        }
+    }
+
+    /// Re-reserves `[off, off + len)`, which the arena's own `mremap` just left unmapped, with
+    /// `MAP_FIXED_NOREPLACE`: if some other code mapped there in the meantime, that range
+    /// becomes a fence instead of being replaced. Returns the system calls made.
+    fn heal_known_gap(&mut self, off: usize, len: usize) -> u64 {
+        if len == 0 {
+            return 0;
+        }
+        // SAFETY: pointer arithmetic inside the reservation.
+        let p = unsafe { self.base.add(off) };
+        match sys::reserve(p as usize, len) {
+            Ok(_) => 1,
+            Err(_) => 1 + self.heal_scan(off, len),
+        }
+    }
+
+    /// Finds every unmapped page run in `[off, off + len)` and re-reserves it
+    /// (`MAP_FIXED_NOREPLACE`); a run that cannot be re-reserved becomes a fence. For error
+    /// paths: costs a `mincore` per page of a gap. Returns the system calls made.
+    fn heal_scan(&mut self, off: usize, len: usize) -> u64 {
+        let page = sys::page_size();
+        let mut calls = 0;
+        let mut at = off;
+        let end = off + len;
+        while at < end {
+            // SAFETY (pointer arithmetic): inside the reservation.
+            let chunk = (end - at).min(1024 * page);
+            calls += 1;
+            if sys::is_mapped(unsafe { self.base.add(at) }, chunk) {
+                at += chunk;
+                continue;
+            }
+            // Walk page by page to find the gap runs in this chunk.
+            let stop = at + chunk;
+            while at < stop {
+                calls += 1;
+                // SAFETY (pointer arithmetic): inside the reservation.
+                if sys::is_mapped(unsafe { self.base.add(at) }, page) {
+                    at += page;
+                    continue;
+                }
+                let start = at;
+                while at < end && {
+                    calls += 1;
+                    // SAFETY (pointer arithmetic): inside the reservation.
+                    !sys::is_mapped(unsafe { self.base.add(at) }, page)
+                } {
+                    at += page;
+                }
+                calls += 1;
+                // SAFETY (pointer arithmetic): inside the reservation.
+                if sys::reserve(unsafe { self.base.add(start) } as usize, at - start).is_err() {
+                    self.fences.insert(start, at - start);
+                }
+            }
+        }
+        calls
+    }
+
+    /// Whether `[off, off + len)` touches a fence.
+    fn fenced(&self, off: usize, len: usize) -> bool {
+        self.fences
+            .range(..off + len)
+            .next_back()
+            .is_some_and(|(&o, &l)| o + l > off)
+    }
+
+    /// Makes the known gap `[off, off + len)` a reservation again before the arena moves
+    /// something into it (error paths).
+    fn claim_gap(&mut self, off: usize, len: usize) {
+        self.heal_scan(off, len);
+    }
+}
+
+impl Drop for PageArena {
+    fn drop(&mut self) {
+        if self.cap == 0 {
+            return;
+        }
+        let mut cur = 0;
+        let fences: Vec<(usize, usize)> = self.fences.iter().map(|(&o, &l)| (o, l)).collect();
+        for (o, l) in fences.into_iter().chain(core::iter::once((self.cap, 0))) {
+            if o > cur {
+                // SAFETY: everything of the range but the fences is the arena's, and `drop`
+                // means nothing refers to it any more.
+                let _ = unsafe { sys::unmap(self.base.add(cur), o - cur) };
+            }
+            cur = o + l;
+        }
+    }
+}
+
+/// `len` rounded up to pages, at most `isize::MAX`.
+fn round_len(len: usize) -> Result<usize, ArenaError> {
+    sys::round_to_page(len)
+        .filter(|&m| m <= isize::MAX as usize)
+        .ok_or(ArenaError::CapacityOverflow { requested: len })
+}

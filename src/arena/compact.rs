@@ -228,8 +228,7 @@ impl Mover {
         let pages = len / page;
         let mapped = |this: &mut Self, i: usize| {
             this.calls += 1;
-            // SAFETY: pointer arithmetic inside the span.
-            sys::is_mapped(unsafe { src.add(i * page) }, page)
+            sys::is_mapped(src.wrapping_add(i * page), page)
         };
         if mapped(self, 0) {
             return 0;
@@ -258,8 +257,7 @@ impl Mover {
         mut done: usize,
     ) -> Option<bool> {
         while done < len {
-            // SAFETY: pointer arithmetic inside the spans.
-            let (s, d) = unsafe { (src.add(done), dst.add(done)) };
+            let (s, d) = (src.wrapping_add(done), dst.wrapping_add(done));
             match self.move_span(s, len - done, d) {
                 Ok(()) => done = len,
                 Err((_, 0)) => break,
@@ -277,8 +275,7 @@ impl Mover {
         }
         let mut back = 0;
         while back < done {
-            // SAFETY: pointer arithmetic inside the spans.
-            let (s, d) = unsafe { (dst.add(back), src.add(back)) };
+            let (s, d) = (dst.wrapping_add(back), src.wrapping_add(back));
             match self.move_span(s, done - back, d) {
                 Ok(()) => back = done,
                 Err((_, 0)) => return None,
@@ -539,8 +536,7 @@ impl PageArena {
         rep: &mut CompactReport,
     ) -> Result<(), ArenaError> {
         let base = self.base;
-        // SAFETY (pointer arithmetic below): offsets inside the reservation.
-        let at = |off: usize| unsafe { base.add(off) };
+        let at = |off: usize| base.wrapping_add(off);
         let failure = if self.opts.multi_mapping_move {
             mover.move_span(at(src), run.len, at(dst)).err()
         } else {

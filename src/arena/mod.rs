@@ -787,8 +787,7 @@ impl PageArena {
         dst: usize,
         new_mapped: usize,
     ) -> Result<u64, ArenaError> {
-        // SAFETY (for the pointer arithmetic below): offsets are inside the reservation.
-        let (src_p, dst_p) = unsafe { (self.base.add(e.off), self.base.add(dst)) };
+        let (src_p, dst_p) = (self.base.wrapping_add(e.off), self.base.wrapping_add(dst));
         let tail = new_mapped - e.mapped;
         // Map the new tail first: if that fails nothing has moved.
         // SAFETY: `[dst, dst + new_mapped)` is a hole (the arena's reservation).
@@ -1088,10 +1087,9 @@ impl PageArena {
         let mut at = off;
         let end = off + len;
         while at < end {
-            // SAFETY (pointer arithmetic): inside the reservation.
             let chunk = (end - at).min(1024 * page);
             calls += 1;
-            if sys::is_mapped(unsafe { self.base.add(at) }, chunk) {
+            if sys::is_mapped(self.base.wrapping_add(at), chunk) {
                 at += chunk;
                 continue;
             }
@@ -1099,22 +1097,19 @@ impl PageArena {
             let stop = at + chunk;
             while at < stop {
                 calls += 1;
-                // SAFETY (pointer arithmetic): inside the reservation.
-                if sys::is_mapped(unsafe { self.base.add(at) }, page) {
+                if sys::is_mapped(self.base.wrapping_add(at), page) {
                     at += page;
                     continue;
                 }
                 let start = at;
                 while at < end && {
                     calls += 1;
-                    // SAFETY (pointer arithmetic): inside the reservation.
-                    !sys::is_mapped(unsafe { self.base.add(at) }, page)
+                    !sys::is_mapped(self.base.wrapping_add(at), page)
                 } {
                     at += page;
                 }
                 calls += 1;
-                // SAFETY (pointer arithmetic): inside the reservation.
-                if sys::reserve(unsafe { self.base.add(start) } as usize, at - start).is_err() {
+                if sys::reserve(self.base.wrapping_add(start) as usize, at - start).is_err() {
                     self.fences.insert(start, at - start);
                 }
             }

@@ -1,1 +1,363 @@
+use super::*;
+use crate::sys::fault;
+use std::collections::HashMap;
 
+fn page() -> usize {
+    sys::page_size()
+}
+
+/// Checks the arena's invariants against the kernel: regions and holes tile `[0, cap)`
+/// without overlap, every region's pages and every hole's pages are mapped (holes as
+/// reservation), and the counters match.
+fn check(a: &PageArena) {
+    let mut spans: Vec<(usize, usize, bool)> = Vec::new();
+    let (mut live, mut bytes, mut mapped) = (0, 0, 0);
+    for (&off, &i) in &a.by_off {
+        let e = a.slots[i as usize].entry.expect("by_off names live slots");
+        assert_eq!(e.off, off);
+        assert!(e.len <= e.mapped && e.mapped > 0 && off % e.align == 0);
+        spans.push((off, e.mapped, true));
+    }
+    for s in &a.slots {
+        if let Some(e) = s.entry {
+            live += 1;
+            bytes += e.len;
+            mapped += e.mapped;
+        }
+    }
+    assert_eq!(
+        (live, bytes, mapped),
+        (a.live, a.live_bytes, a.mapped_bytes)
+    );
+    spans.extend(a.holes.iter().map(|(o, l)| (o, l, false)));
+    spans.extend(a.fences.iter().map(|(&o, &l)| (o, l, false)));
+    spans.sort_unstable();
+    let mut cur = 0;
+    for &(o, l, _) in &spans {
+        assert_eq!(o, cur, "regions, holes and fences tile the arena");
+        cur = o + l;
+    }
+    assert_eq!(cur, a.cap);
+    if a.cap > 0 {
+        for &(o, l, _) in &spans {
+            assert!(
+                sys::is_mapped(a.base.wrapping_add(o), l),
+                "no gap in the arena at {o:#x}+{l:#x}"
+            );
+        }
+    }
+}
+
+/// A deterministic byte pattern per region and position.
+fn fill(a: &mut PageArena, id: RegionId, seed: u8) -> Vec<u8> {
+    let bytes = a.get_mut(id).unwrap();
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = seed.wrapping_add((i / 4093) as u8).wrapping_mul(31) ^ (i as u8);
+    }
+    bytes.to_vec()
+}
+
+fn check_model(a: &PageArena, model: &HashMap<RegionId, Vec<u8>>) {
+    check(a);
+    assert_eq!(a.len(), model.len());
+    for (id, want) in model {
+        assert!(a.get(*id) == Some(&want[..]), "contents of {id:?}");
+    }
+}
+
+fn remap_always() -> CostModel {
+    CostModel {
+        syscall_ns: 0.0,
+        remap_ns_per_page: 0.0,
+        copy_ns_per_page: 1e9,
+    }
+}
+
+fn copy_always() -> CostModel {
+    CostModel {
+        syscall_ns: 1e9,
+        remap_ns_per_page: 1e9,
+        copy_ns_per_page: 0.0,
+    }
+}
+
+/// An arena with mixed regions (1 page to 5 MiB, some 2 MiB-aligned), every other one freed.
+fn fragmented(opts: ArenaOptions) -> (PageArena, HashMap<RegionId, Vec<u8>>) {
+    let mut a = PageArena::with_options(opts);
+    let mut model = HashMap::new();
+    let sizes = [
+        page(),
+        2 * page(),
+        3 * page() + 5,
+        2 << 20,
+        page(),
+        4 << 20,
+        5 << 20,
+        8 << 10,
+        page(),
+        page(),
+        3 * page(),
+        page(),
+    ];
+    let mut ids = Vec::new();
+    for (k, &len) in sizes.iter().enumerate() {
+        let id = if k % 4 == 3 {
+            a.alloc_aligned(len, 2 << 20).unwrap()
+        } else {
+            a.alloc(len).unwrap()
+        };
+        ids.push(id);
+        let v = fill(&mut a, id, k as u8);
+        model.insert(id, v);
+    }
+    for (k, id) in ids.iter().enumerate() {
+        if k % 2 == 0 || k == 5 {
+            a.free(*id).unwrap();
+            model.remove(id);
+        }
+    }
+    check_model(&a, &model);
+    (a, model)
+}
+
+/// Every hole below the last region is alignment padding that no move could close.
+fn assert_packed(a: &PageArena) {
+    let high = a.high_water();
+    for (o, l) in a.holes.iter().filter(|&(o, _)| o < high) {
+        let next = a.by_off[&(o + l)];
+        let align = a.slots[next as usize].entry.unwrap().align;
+        assert_eq!(
+            o.next_multiple_of(align),
+            o + l,
+            "hole at {o:#x} is padding"
+        );
+    }
+}
+
+#[test]
+fn ids_are_checked() {
+    let mut a = PageArena::new();
+    let mut b = PageArena::new();
+    let id = a.alloc(10).unwrap();
+    let other = b.alloc(10).unwrap();
+    assert!(a.get(other).is_none());
+    assert!(matches!(a.free(other), Err(ArenaError::InvalidId(_))));
+    a.free(id).unwrap();
+    let reused = a.alloc(10).unwrap();
+    assert_eq!(reused.index, id.index);
+    assert!(a.get(id).is_none() && a.get(reused).is_some());
+    assert!(matches!(a.grow(id, 20), Err(ArenaError::InvalidId(_))));
+    assert!(matches!(
+        a.grow(reused, 5),
+        Err(ArenaError::InvalidLength { .. })
+    ));
+    assert!(matches!(
+        a.shrink(reused, 50),
+        Err(ArenaError::InvalidLength { .. })
+    ));
+    assert!(matches!(
+        a.alloc_aligned(1, 3),
+        Err(ArenaError::InvalidAlign(3))
+    ));
+    assert!(matches!(
+        a.alloc(usize::MAX - 10),
+        Err(ArenaError::CapacityOverflow { .. })
+    ));
+    check(&a);
+}
+
+#[test]
+fn zero_length_regions_and_regrowth() {
+    let mut a = PageArena::new();
+    let id = a.alloc(0).unwrap();
+    assert_eq!(a.get(id), Some(&[][..]));
+    a.grow(id, 3 * page()).unwrap();
+    a.get_mut(id).unwrap()[page()] = 9;
+    a.shrink(id, 0).unwrap();
+    assert_eq!(a.mapped_bytes(), 0);
+    a.grow(id, 2 * page()).unwrap();
+    assert!(
+        a.get(id).unwrap().iter().all(|&b| b == 0),
+        "regrown bytes are zero"
+    );
+    // A shrink within the last page keeps the page; growing again zeroes the old bytes.
+    a.get_mut(id).unwrap().fill(7);
+    a.shrink(id, 10).unwrap();
+    a.grow(id, page()).unwrap();
+    let b = a.get(id).unwrap();
+    assert!(b[..10].iter().all(|&x| x == 7) && b[10..].iter().all(|&x| x == 0));
+    check(&a);
+}
+
+#[test]
+fn grow_in_place_then_by_moving() {
+    let mut a = PageArena::new();
+    let x = a.alloc(page()).unwrap();
+    let v = fill(&mut a, x, 1);
+    a.grow(x, 4 * page()).unwrap();
+    assert_eq!(a.stats().regions.in_place, 1);
+    let _y = a.alloc(page()).unwrap();
+    a.grow(x, 64 * page()).unwrap();
+    let s = a.stats().regions;
+    assert_eq!(s.in_place + s.moved + s.copied, 2);
+    #[cfg(all(target_os = "linux", not(feature = "force-fallback")))]
+    assert_eq!((s.moved, s.bytes_copied), (1, 0));
+    assert_eq!(&a.get(x).unwrap()[..page()], &v[..page()]);
+    check(&a);
+}
+
+#[test]
+fn compaction_closes_holes_in_every_mode() {
+    for cost in [CostModel::default(), remap_always(), copy_always()] {
+        for multi in [true, false] {
+            let opts = ArenaOptions::new()
+                .multi_mapping_move(multi)
+                .cost_model(cost);
+            let (mut a, model) = fragmented(opts);
+            let r = a.compact().unwrap();
+            check_model(&a, &model);
+            assert_packed(&a);
+            assert!(r.regions_moved > 0, "{r:?}");
+            if sys::HAS_MREMAP && cost == remap_always() {
+                assert_eq!(r.bytes_copied, 0);
+            }
+            // Compacting a compact arena does nothing.
+            let again = a.compact().unwrap();
+            assert_eq!(again.regions_moved, 0);
+            check_model(&a, &model);
+            // Free the first region: the others form few runs (alignment padding splits them),
+            // each moved by one call with the multi-mapping move (two through scratch space),
+            // one call per region without it.
+            let mut model = model;
+            let first = a.iter().next().unwrap().0;
+            a.free(first).unwrap();
+            model.remove(&first);
+            let r = a.compact().unwrap();
+            check_model(&a, &model);
+            assert_eq!(r.regions_moved, model.len(), "{r:?}");
+            if sys::HAS_MREMAP && cost == remap_always() {
+                if a.opts.multi_mapping_move {
+                    assert!(r.runs < r.regions_moved, "{r:?}");
+                    assert!(r.remap_calls <= 2 * r.runs as u64, "{r:?}");
+                } else {
+                    assert!(r.remap_calls >= r.regions_moved as u64, "{r:?}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn arena_moves_when_its_end_is_taken() {
+    let mut a = PageArena::with_options(ArenaOptions::new().initial_capacity(1 << 20));
+    let id = a.alloc(page()).unwrap();
+    let v = fill(&mut a, id, 3);
+    let end = a.address_range().end;
+    let blocker = sys::reserve(end, page());
+    let before = a.address_range();
+    a.grow(id, 4 << 20).unwrap();
+    assert_eq!(&a.get(id).unwrap()[..page()], &v[..page()]);
+    if blocker.is_ok() {
+        assert_ne!(a.address_range().start, before.start);
+        assert_eq!(a.stats().arena.moved, 1);
+        assert!(
+            sys::is_mapped(end as *mut u8, page()),
+            "the neighbour survives"
+        );
+        // SAFETY: the blocker is this test's own reservation.
+        unsafe { sys::unmap(end as *mut u8, page()).unwrap() };
+    }
+    check(&a);
+}
+
+/// Runs `op` on fresh copies of a scenario with the k-th mapping call failing, for every k
+/// until `op` no longer reaches the fault, and checks that nothing is lost each time.
+fn inject_all(
+    opts: ArenaOptions,
+    partial: Option<usize>,
+    op: impl Fn(&mut PageArena, &mut HashMap<RegionId, Vec<u8>>) -> Result<(), ArenaError>,
+) -> (usize, usize) {
+    let (mut failures, mut successes) = (0, 0);
+    for skip in 0..10_000 {
+        let (mut a, mut model) = fragmented(opts);
+        fault::arm(fault::Plan {
+            skip,
+            errno: libc::ENOMEM,
+            partial,
+        });
+        let r = op(&mut a, &mut model);
+        let pending = fault::disarm();
+        match r {
+            Ok(()) => successes += 1,
+            Err(ArenaError::Os { .. }) => failures += 1,
+            Err(e) => panic!("unexpected error {e}"),
+        }
+        check_model(&a, &model);
+        // The arena still works after the failure.
+        let r = a.compact();
+        assert!(r.is_ok(), "{r:?}");
+        check_model(&a, &model);
+        if pending {
+            return (failures, successes);
+        }
+    }
+    unreachable!("op never finished without reaching the fault");
+}
+
+#[test]
+fn injected_failures_in_compaction_lose_nothing() {
+    for cost in [remap_always(), copy_always(), CostModel::default()] {
+        for multi in [true, false] {
+            for partial in [None, Some(page()), Some(3 << 20)] {
+                let opts = ArenaOptions::new()
+                    .multi_mapping_move(multi)
+                    .cost_model(cost);
+                let (f, _) = inject_all(opts, partial, |a, _| a.compact().map(|_| ()));
+                assert!(f > 0, "some injected failure was reached");
+            }
+        }
+    }
+}
+
+#[test]
+fn injected_failures_in_grow_alloc_free_lose_nothing() {
+    let opts = ArenaOptions::new().initial_capacity(1 << 20);
+    for partial in [None, Some(page()), Some(2 << 20)] {
+        inject_all(opts, partial, |a, model| {
+            let ids: Vec<RegionId> = model.keys().copied().collect();
+            for id in ids {
+                let old = a.get(id).unwrap().len();
+                a.grow(id, old + (3 << 20))?;
+                model.get_mut(&id).unwrap().resize(old + (3 << 20), 0);
+            }
+            let n = a.alloc(12 << 20)?;
+            model.insert(n, vec![0; 12 << 20]);
+            let first = *model.keys().min().unwrap();
+            a.free(first)?;
+            model.remove(&first);
+            let some = *model.keys().max().unwrap();
+            a.shrink(some, 5)?;
+            model.get_mut(&some).unwrap().truncate(5);
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn a_multi_mapping_move_that_stops_part_way_is_repaired() {
+    if !sys::features().multi_mapping_move {
+        return;
+    }
+    let opts = ArenaOptions::new().cost_model(remap_always());
+    let (mut a, model) = fragmented(opts);
+    // Let the first move of the compaction stop after one page.
+    fault::arm(fault::Plan {
+        skip: 0,
+        errno: libc::ENOMEM,
+        partial: Some(page()),
+    });
+    let r = a.compact();
+    fault::disarm();
+    check_model(&a, &model);
+    assert!(r.is_err() || a.fragmentation() == 0.0);
+}

@@ -163,7 +163,6 @@ pub(crate) mod fault {
     #[cfg(test)]
     thread_local! {
         static PLAN: Cell<Option<Plan>> = const { Cell::new(None) };
-        static CALLS: Cell<u64> = const { Cell::new(0) };
     }
 
     /// Arms `plan` for the current thread (replacing any earlier one).
@@ -178,16 +177,9 @@ pub(crate) mod fault {
         PLAN.with(|p| p.take()).is_some()
     }
 
-    /// Mapping calls made by this thread so far.
-    #[cfg(test)]
-    pub(crate) fn calls() -> u64 {
-        CALLS.with(Cell::get)
-    }
-
     /// `Some((errno, partial))` when this call must fail.
     #[cfg(test)]
     pub(crate) fn hit() -> Option<(i32, Option<usize>)> {
-        CALLS.with(|c| c.set(c.get() + 1));
         PLAN.with(|p| {
             let mut plan = p.get()?;
             if plan.skip > 0 {

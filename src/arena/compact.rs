@@ -63,18 +63,25 @@ impl CompactReport {
 }
 
 /// Costs that decide, per run of regions, whether compaction copies the bytes or remaps the
-/// pages: remapping costs system calls plus a little per page, copying costs a little more
-/// per page and no call beyond one `mmap` of the destination.
+/// pages. Remapping costs system calls (the move, and re-reserving what it vacated) plus a
+/// little per page. Copying costs a `memcpy` per page, plus a page fault per destination page
+/// that is not mapped yet and an `mmap` per such range; pages vacated by earlier copies in
+/// the same compaction are still mapped and warm, so a run copied into them costs no system
+/// call and no fault.
 ///
-/// The defaults were measured on the development machine (x86_64, Linux 6.18, 4 KiB pages)
-/// with [`CostModel::measure`]; call it to calibrate for yours.
+/// The defaults were measured on the development machine (x86_64 VM, 2 cores, Linux 6.18,
+/// 4 KiB pages) with [`CostModel::measure`] (`cargo run --release --example arena_compact`
+/// prints it): 8 µs per mapping call, 20 ns per remapped page, 0.27 µs per page copied,
+/// 2.5 µs per fresh page faulted in (a VM's first touch is slow). Call it to calibrate for
+/// yours.
 ///
 /// ```
 /// use remapvec::CostModel;
 /// let c = CostModel::default();
-/// // A one-page run is copied, a 2 MiB run is remapped.
-/// assert!(c.prefers_copy(1, 1, false));
-/// assert!(!c.prefers_copy(512, 1, false));
+/// // One page into pages vacated earlier: copy. Into a fresh page, or 2 MiB: remap.
+/// assert!(c.copy_ns(1, 0, 0) < c.remap_ns(1, 1, false));
+/// assert!(c.copy_ns(1, 1, 1) > c.remap_ns(1, 1, false));
+/// assert!(c.copy_ns(512, 0, 0) > c.remap_ns(512, 1, false));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CostModel {
@@ -82,32 +89,41 @@ pub struct CostModel {
     pub syscall_ns: f64,
     /// Cost per page moved by `mremap`, in nanoseconds.
     pub remap_ns_per_page: f64,
-    /// Cost per page copied into fresh pages (fault plus copy), in nanoseconds.
+    /// Cost per page copied into mapped, already touched pages, in nanoseconds.
     pub copy_ns_per_page: f64,
+    /// Extra cost per destination page that must be faulted in fresh, in nanoseconds.
+    pub fault_ns_per_page: f64,
 }
 
 impl Default for CostModel {
     fn default() -> Self {
         CostModel {
-            syscall_ns: 4000.0,
-            remap_ns_per_page: 10.0,
-            copy_ns_per_page: 600.0,
+            syscall_ns: 8000.0,
+            remap_ns_per_page: 20.0,
+            copy_ns_per_page: 270.0,
+            fault_ns_per_page: 2500.0,
         }
     }
 }
 
 impl CostModel {
-    /// Whether copying a run of `pages` pages made of `regions` mappings beats remapping it,
-    /// with `overlap` when the run must move through scratch space (its destination overlaps
-    /// its source). `regions` matters only without the multi-mapping move (one call each).
-    pub fn prefers_copy(&self, pages: usize, calls_per_move: usize, overlap: bool) -> bool {
-        let moves = if overlap { 2 } else { 1 } * calls_per_move;
+    /// Estimated cost of remapping a run of `pages` pages with `calls` `mremap` calls per
+    /// move (1 with the multi-mapping move, one per region without), through scratch space
+    /// (two moves) when `overlap`.
+    pub fn remap_ns(&self, pages: usize, calls: usize, overlap: bool) -> f64 {
+        let moves = if overlap { 2 } else { 1 };
         // Each move is followed by one re-reservation of the pages it vacated.
-        let heals = if overlap { 2 } else { 1 };
-        let remap =
-            (moves + heals) as f64 * self.syscall_ns + pages as f64 * self.remap_ns_per_page;
-        let copy = self.syscall_ns + pages as f64 * self.copy_ns_per_page;
-        copy < remap
+        let syscalls = moves * (calls + 1);
+        syscalls as f64 * self.syscall_ns + (moves * pages) as f64 * self.remap_ns_per_page
+    }
+
+    /// Estimated cost of copying a run of `pages` pages of which `fresh` destination pages,
+    /// in `pieces` separate ranges, are not mapped yet (one `mmap` per piece, a fault per
+    /// page).
+    pub fn copy_ns(&self, pages: usize, fresh: usize, pieces: usize) -> f64 {
+        pieces as f64 * self.syscall_ns
+            + pages as f64 * self.copy_ns_per_page
+            + fresh as f64 * self.fault_ns_per_page
     }
 
     /// Measures the model on this machine (about 50 ms): moves of 1 and 256 pages by
@@ -156,23 +172,28 @@ impl CostModel {
             model.syscall_ns = t1;
             model.remap_ns_per_page = ((tn - t1) / (n - 1) as f64).max(0.0);
         }
-        // Copy into fresh pages: map, copy, release; per page.
-        let mut total = 0.0;
-        for _ in 0..8 {
+        // Copies into fresh pages (fault + copy) and into the same pages again (copy only).
+        let (mut fresh, mut warm) = (0.0, 0.0);
+        let rounds = 8;
+        for _ in 0..rounds {
             let Ok(dst) = sys::map_anon(0, n * page) else {
                 break;
             };
-            let t = Instant::now();
-            // SAFETY: `a`'s first page range is mapped (the even number of swaps above
-            // leaves the pages back at `a`, and a failed probe stops before moving), and
-            // `dst` is a fresh mapping of the same size.
-            unsafe { core::ptr::copy_nonoverlapping(a.cast_const(), dst, n * page) };
-            total += t.elapsed().as_nanos() as f64 / n as f64;
+            for pass in 0..2 {
+                let t = Instant::now();
+                // SAFETY: `a` holds n mapped pages (the even number of moves above brings
+                // them back to `a`; a failed move stops before moving), `dst` is a fresh
+                // mapping of the same size.
+                unsafe { core::ptr::copy_nonoverlapping(a.cast_const(), dst, n * page) };
+                let ns = t.elapsed().as_nanos() as f64 / n as f64;
+                if pass == 0 { fresh += ns } else { warm += ns }
+            }
             // SAFETY: our scratch mapping.
             let _ = unsafe { sys::unmap(dst, n * page) };
         }
-        if total > 0.0 {
-            model.copy_ns_per_page = total / 8.0;
+        if warm > 0.0 {
+            model.copy_ns_per_page = warm / rounds as f64;
+            model.fault_ns_per_page = ((fresh - warm) / rounds as f64).max(0.0);
         }
         // SAFETY: our scratch ranges.
         unsafe {
@@ -302,6 +323,54 @@ struct Run {
     dst: usize,
 }
 
+/// Free pages of the arena that a compaction left mapped read-write (start -> length; ranges
+/// may overlap, and live regions may since have moved onto parts of them).
+#[derive(Default)]
+struct Garbage {
+    ranges: std::collections::BTreeMap<usize, usize>,
+    /// Length of the longest range, to bound lookups.
+    longest: usize,
+}
+
+impl Garbage {
+    fn add(&mut self, start: usize, len: usize) {
+        if len > 0 {
+            let l = self.ranges.entry(start).or_insert(0);
+            *l = (*l).max(len);
+            self.longest = self.longest.max(len);
+        }
+    }
+
+    /// The parts of `[start, end)` that no range covers.
+    fn uncovered(&self, start: usize, end: usize) -> Vec<(usize, usize)> {
+        let mut covering: Vec<(usize, usize)> = Vec::new();
+        for (&s, &l) in self.ranges.range(..end).rev() {
+            if s + self.longest <= start {
+                break;
+            }
+            if s + l > start {
+                covering.push((s, s + l));
+            }
+        }
+        covering.sort_unstable();
+        let mut out = Vec::new();
+        let mut at = start;
+        for (s, e) in covering {
+            if s > at {
+                out.push((at, s.min(end)));
+            }
+            at = at.max(e);
+            if at >= end {
+                break;
+            }
+        }
+        if at < end {
+            out.push((at, end));
+        }
+        out
+    }
+}
+
 impl PageArena {
     /// Slides the live regions together towards the start of the arena, closing the holes
     /// between them. Ids stay valid; addresses change.
@@ -341,25 +410,17 @@ impl PageArena {
         self.stats.compactions += 1;
         let runs = self.plan();
         rep.runs = runs.len();
-        let page = sys::page_size();
-        let cost = self.opts.cost;
-        let kinds: Vec<bool> = runs
-            .iter()
-            .map(|r| {
-                let overlap = r.dst + r.len > r.src;
-                let calls = if multi { 1 } else { r.items.len() };
-                !sys::HAS_MREMAP || cost.prefers_copy(r.len / page, calls, overlap)
-            })
-            .collect();
-        // Scratch space for overlapping remapped runs: the free end of the arena, grown
-        // before anything moves (growth may move the whole arena).
-        let scratch_len = runs
-            .iter()
-            .zip(&kinds)
-            .filter(|(r, copy)| !**copy && r.dst + r.len > r.src)
-            .map(|(r, _)| r.len)
-            .max()
-            .unwrap_or(0);
+        // Scratch space for runs whose destination overlaps their source: the free end of
+        // the arena, grown before anything moves (growth may move the whole arena).
+        let scratch_len = if sys::HAS_MREMAP {
+            runs.iter()
+                .filter(|r| r.dst + r.len > r.src)
+                .map(|r| r.len)
+                .max()
+                .unwrap_or(0)
+        } else {
+            0
+        };
         let old_high = self.high_water();
         let mut scratch = 0;
         if scratch_len > 0 {
@@ -371,17 +432,27 @@ impl PageArena {
                 self.grow_arena(need)?;
             }
         }
-        let mut garbage: Vec<(usize, usize)> = Vec::new();
+        let page = sys::page_size();
+        let cost = self.opts.cost;
+        let mut garbage = Garbage::default();
         let mut mover = Mover::new();
         let mut result = Ok(());
-        for (run, &copy) in runs.iter().zip(&kinds) {
+        for run in &runs {
+            let overlap = run.dst + run.len > run.src;
+            let need_end = run.src.min(run.dst + run.len);
+            let fresh = garbage.uncovered(run.dst, need_end);
+            let fresh_pages = fresh.iter().map(|(s, e)| e - s).sum::<usize>() / page;
+            let calls = if multi { 1 } else { run.items.len() };
+            let copy = !sys::HAS_MREMAP
+                || cost.copy_ns(run.len / page, fresh_pages, fresh.len())
+                    < cost.remap_ns(run.len / page, calls, overlap);
             if self.fenced(run.dst, run.len) {
                 // Another mapping appeared in the arena during this compaction (see
                 // `heal_known_gap`): stop here, consistent, with the rest unmoved.
                 break;
             }
             let r = if copy {
-                self.copy_run(run, &mut garbage, &mut rep)
+                self.copy_run(run, &fresh, &mut garbage, &mut rep)
             } else if run.dst + run.len <= run.src {
                 self.remap_run(run, run.src, run.dst, &mut mover, &mut rep)
             } else {
@@ -421,7 +492,7 @@ impl PageArena {
         rep.remap_calls += mover.remaps;
         // Give the free space the runs left behind back to the reservation.
         let free_end = self.cap.min(old_high.max(scratch + scratch_len));
-        rep.syscalls += self.release_garbage(&mut garbage, free_end);
+        rep.syscalls += self.release_garbage(&garbage, free_end);
         self.rebuild_holes();
         rep.holes_after = self.holes.count();
         rep.duration = t0.elapsed();
@@ -493,22 +564,25 @@ impl PageArena {
         }
     }
 
-    /// Copies a run to its target: maps the part of the target that is not the run's own
-    /// pages, `memmove`s, and leaves the vacated pages for `release_garbage`.
+    /// Copies a run to its target: maps `fresh` (free ranges between the target and the
+    /// source that are neither the run's own pages nor pages vacated by earlier copies, which
+    /// are still mapped), `memmove`s, and leaves the vacated pages for `release_garbage`.
     fn copy_run(
         &mut self,
         run: &Run,
-        garbage: &mut Vec<(usize, usize)>,
+        fresh: &[(usize, usize)],
+        garbage: &mut Garbage,
         rep: &mut CompactReport,
     ) -> Result<(), ArenaError> {
-        let map_end = run.src.min(run.dst + run.len);
-        if map_end > run.dst {
+        for &(start, end) in fresh {
             rep.syscalls += 1;
-            // SAFETY: `[dst, map_end)` lies below the run's source and above every region
-            // already placed: free space of the arena (holes, or pages vacated earlier in
-            // this compaction), all the arena's own; the plan keeps targets off fences.
-            unsafe { sys::map_fixed(self.base.add(run.dst), map_end - run.dst) }
+            // SAFETY: `[start, end)` lies at or after the target and before the run's source,
+            // so above every region already placed and below every region not yet moved:
+            // free space of the arena (holes, or pages vacated earlier in this compaction),
+            // all the arena's own; the caller checked it for fences.
+            unsafe { sys::map_fixed(self.base.add(start), end - start) }
                 .map_err(|e| ArenaError::os("mmap", e))?;
+            garbage.add(start, end - start);
         }
         // SAFETY: both ranges are mapped read-write now and belong to the arena; `copy`
         // handles the overlap; `&mut self` means no slice of either is alive.
@@ -516,7 +590,7 @@ impl PageArena {
             core::ptr::copy(self.base.add(run.src), self.base.add(run.dst), run.len);
         }
         let vacated = run.src.max(run.dst + run.len);
-        garbage.push((vacated, run.src + run.len - vacated));
+        garbage.add(vacated, run.src + run.len - vacated);
         self.rehome(&run.items, run.src, run.dst);
         rep.regions_moved += run.items.len();
         rep.regions_copied += run.items.len();
@@ -605,54 +679,39 @@ impl PageArena {
         Err(ArenaError::os("mremap", err))
     }
 
-    /// Turns the pages vacated by copied runs back into reservation, except where regions
-    /// now live (later runs may have moved onto them) or fences are. Pages at or past
-    /// `free_end` are left alone (they were never touched).
-    fn release_garbage(&mut self, garbage: &mut [(usize, usize)], free_end: usize) -> u64 {
-        garbage.sort_unstable();
-        let mut calls = 0;
-        let mut free: Vec<(usize, usize)> = Vec::new();
-        let mut cur = 0;
-        let used = self
+    /// Turns the pages vacated by copied runs back into reservation: every free range of the
+    /// arena (no region, no fence) between the first such page and `free_end` is re-reserved
+    /// whole, in one call each: its other pages are reservation already, or were healed.
+    fn release_garbage(&mut self, garbage: &Garbage, free_end: usize) -> u64 {
+        if garbage.ranges.is_empty() {
+            return 0;
+        }
+        let mut used: Vec<(usize, usize)> = self
             .by_off
             .iter()
             .map(|(&o, &i)| (o, self.slots[i as usize].entry.map_or(0, |e| e.mapped)))
-            .chain(self.fences.iter().map(|(&o, &l)| (o, l)));
-        let mut used: Vec<(usize, usize)> = used.collect();
+            .chain(self.fences.iter().map(|(&o, &l)| (o, l)))
+            .collect();
         used.sort_unstable();
+        let mut free: Vec<(usize, usize)> = Vec::new();
+        let mut cur = 0;
         for (o, l) in used {
             if o > cur {
                 free.push((cur, o));
             }
             cur = cur.max(o + l);
         }
-        free.push((cur, free_end.max(cur)));
-        // Intersect the free ranges with the garbage ranges (both sorted).
-        let (mut i, mut j) = (0, 0);
-        let mut pending: Option<(usize, usize)> = None;
-        while i < free.len() && j < garbage.len() {
-            let (fs, fe) = free[i];
-            let (gs, gl) = garbage[j];
-            let ge = gs + gl;
-            let (s, e) = (fs.max(gs), fe.min(ge));
-            if s < e {
-                pending = match pending {
-                    Some((ps, pe)) if pe == s => Some((ps, e)),
-                    Some((ps, pe)) => {
-                        calls += self.release(ps, pe);
-                        Some((s, e))
-                    }
-                    None => Some((s, e)),
-                };
-            }
-            if fe < ge {
-                i += 1;
-            } else {
-                j += 1;
-            }
+        if free_end > cur {
+            free.push((cur, free_end));
         }
-        if let Some((ps, pe)) = pending {
-            calls += self.release(ps, pe);
+        // Every free range from the first garbage page on (alignment padding among them, which
+        // is reservation already and costs a call each; there are few).
+        let first = garbage.ranges.keys().next().copied().unwrap_or(free_end);
+        let mut calls = 0;
+        for (s, e) in free {
+            if e > first {
+                calls += self.release(s.max(first), e);
+            }
         }
         calls
     }

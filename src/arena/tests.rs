@@ -70,6 +70,7 @@ fn remap_always() -> CostModel {
         syscall_ns: 0.0,
         remap_ns_per_page: 0.0,
         copy_ns_per_page: 1e9,
+        fault_ns_per_page: 1e9,
     }
 }
 
@@ -78,6 +79,7 @@ fn copy_always() -> CostModel {
         syscall_ns: 1e9,
         remap_ns_per_page: 1e9,
         copy_ns_per_page: 0.0,
+        fault_ns_per_page: 0.0,
     }
 }
 

@@ -78,9 +78,9 @@ impl CompactReport {
 /// ```
 /// use remapvec::CostModel;
 /// let c = CostModel::default();
-/// // One page into pages vacated earlier: copy. Into a fresh page, or 2 MiB: remap.
+/// // One page into pages vacated earlier: copy. Eight into fresh pages, or 2 MiB: remap.
 /// assert!(c.copy_ns(1, 0, 0) < c.remap_ns(1, 1, false));
-/// assert!(c.copy_ns(1, 1, 1) > c.remap_ns(1, 1, false));
+/// assert!(c.copy_ns(8, 8, 1) > c.remap_ns(8, 1, false));
 /// assert!(c.copy_ns(512, 0, 0) > c.remap_ns(512, 1, false));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]

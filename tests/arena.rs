@@ -442,3 +442,35 @@ fn shared_arena_under_threads() {
     assert!(compactions > 0);
     assert_eq!(arena.len(), live);
 }
+
+/// What the docs promise about mappings: regions allocated one after another merge into one
+/// mapping, and a region costs at most two (itself and the split of the reservation).
+#[cfg(target_os = "linux")]
+#[test]
+fn mappings_per_region() {
+    let _g = serial();
+    let mut a = PageArena::with_options(ArenaOptions::new().initial_capacity(64 * MIB));
+    // Reserve the arena's range before counting.
+    a.alloc(4096).unwrap();
+    let base = mappings();
+    let ids: Vec<RegionId> = (0..1000).map(|_| a.alloc(8 * KIB).unwrap()).collect();
+    for id in &ids {
+        a.get_mut(*id).unwrap()[0] = 1;
+    }
+    let packed = mappings();
+    assert!(packed <= base + 2, "{base} -> {packed}");
+    for id in ids.iter().step_by(2) {
+        a.free(*id).unwrap();
+    }
+    let holes = mappings();
+    assert!(holes <= base + 2 * 500 + 2, "{base} -> {holes}");
+    a.compact().unwrap();
+    let compacted = mappings();
+    assert!(compacted <= base + 500 + 2, "{base} -> {compacted}");
+    eprintln!(
+        "mappings: +{} packed, +{} with 500 holes, +{} compacted",
+        packed - base,
+        holes - base,
+        compacted - base
+    );
+}

@@ -7,6 +7,7 @@ mod error;
 mod raw;
 mod region;
 mod stats;
+pub mod strategy;
 pub mod sys;
 mod vec;
 

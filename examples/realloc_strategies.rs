@@ -9,10 +9,11 @@
 //! pages; `allocator_api2::vec::Vec` in `RemapAlloc`; std `Vec` with `RemapAlloc` as the global
 //! allocator (in a child process of this example, since the global allocator is per process).
 //!
-//! Memory state: before every run the example maps, touches and unmaps as much memory as the
-//! run will use, so every strategy starts on warm memory (this machine is a VM whose first
-//! touch of memory idle for seconds is up to 10x slower). Add your own strategy by
-//! implementing `remapvec::strategy::GrowStrategy`.
+//! Memory state: every strategy runs twice at each size and the second run is the one
+//! reported, so it gets the pages its own first run freed a moment ago (warm memory: this
+//! machine is a VM whose first touch of memory idle for seconds is up to 10x slower, and
+//! huge pages need whole free 2 MiB blocks). Add your own strategy by implementing
+//! `remapvec::strategy::GrowStrategy`.
 
 use remapvec::strategy::{GrowStrategy, Measurement, measure, peak_rss, reset_peak_rss};
 use remapvec::{GrowStats, RemapAlloc, RemapVec, VecOptions};
@@ -241,30 +242,6 @@ fn delta(now: GrowStats, base: GrowStats) -> GrowStats {
     d
 }
 
-/// Maps, touches and unmaps `bytes`, so that the next run starts on warm memory.
-fn prewarm(bytes: usize) {
-    // SAFETY: a fresh private anonymous mapping, touched and unmapped here only.
-    unsafe {
-        let p = libc::mmap(
-            core::ptr::null_mut(),
-            bytes,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        );
-        if p == libc::MAP_FAILED {
-            return;
-        }
-        let mut off = 0;
-        while off < bytes {
-            p.cast::<u8>().add(off).write_volatile(1);
-            off += 4096;
-        }
-        libc::munmap(p, bytes);
-    }
-}
-
 fn current_rss() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -277,52 +254,68 @@ fn current_rss() -> u64 {
 
 /// One table row.
 struct Row {
+    /// The first (untimed for the table's other columns) run: memory not yet used by this
+    /// strategy in this process.
+    first: Measurement,
     m: Measurement,
     bytes: usize,
     peak_rss: u64,
 }
 
-fn run_one<T: Elem>(s: &mut dyn GrowStrategy<T>, n: usize) -> Row {
+fn run_one<T: Elem, S: GrowStrategy<T>>(s: &mut S, n: usize) -> Row {
     let bytes = n * core::mem::size_of::<T>();
-    // Twice the final size: the copying strategies hold old and new block at once.
-    prewarm(2 * bytes);
+    // A first run: the reported run then gets the pages this one just freed (warm).
+    let first = measure(s, n, T::at);
     reset_peak_rss();
     let before = current_rss();
     let m = measure(s, n, T::at);
     let peak = peak_rss().unwrap_or(0).saturating_sub(before);
     Row {
+        first,
         m,
         bytes,
         peak_rss: peak,
     }
 }
 
-fn strategies<T: Elem>() -> Vec<Box<dyn GrowStrategy<T>>> {
+/// Every strategy of this process at `n` elements, each run monomorphized (no dynamic
+/// dispatch in the push loop).
+fn run_all<T: Elem>(n: usize) -> Vec<Row> {
     vec![
-        Box::new(Vec::<T>::new()),
-        Box::new(ExplicitCopy::<T> {
-            ptr: core::ptr::null_mut(),
-            len: 0,
-            cap: 0,
-            copied: 0,
-            grows: 0,
-        }),
-        Box::new(ApiVec {
-            v: allocator_api2::vec::Vec::new_in(Mi),
-            name: "mimalloc Vec",
-            remap: false,
-            base: GrowStats::default(),
-        }),
-        Box::new(RemapVec::<T>::new()),
-        Box::new(RemapVec::<T>::with_options(
-            VecOptions::default().huge_pages(true),
-        )),
-        Box::new(ApiVec {
-            v: allocator_api2::vec::Vec::new_in(RemapAlloc::new()),
-            name: "api2 Vec in RemapAlloc",
-            remap: true,
-            base: GrowStats::default(),
-        }),
+        run_one(&mut Vec::<T>::new(), n),
+        run_one(
+            &mut ExplicitCopy::<T> {
+                ptr: core::ptr::null_mut(),
+                len: 0,
+                cap: 0,
+                copied: 0,
+                grows: 0,
+            },
+            n,
+        ),
+        run_one(
+            &mut ApiVec {
+                v: allocator_api2::vec::Vec::<T, Mi>::new_in(Mi),
+                name: "mimalloc Vec",
+                remap: false,
+                base: GrowStats::default(),
+            },
+            n,
+        ),
+        run_one(&mut RemapVec::<T>::new(), n),
+        run_one(
+            &mut RemapVec::<T>::with_options(VecOptions::default().huge_pages(true)),
+            n,
+        ),
+        run_one(
+            &mut ApiVec {
+                v: allocator_api2::vec::Vec::<T, RemapAlloc>::new_in(RemapAlloc::new()),
+                name: "api2 Vec in RemapAlloc",
+                remap: true,
+                base: GrowStats::default(),
+            },
+            n,
+        ),
     ]
 }
 
@@ -337,10 +330,11 @@ fn fmt_row(r: &Row) -> String {
         None => ("-".into(), "-".into(), "-".into()),
     };
     format!(
-        "{:<28} {:>9} {:>10.1} {:>12.1} {:>9} {:>8.1} {:>12} {:>10} {:>8} {:>9}",
+        "{:<28} {:>9} {:>10.1} {:>10.1} {:>12.1} {:>9} {:>8.1} {:>12} {:>10} {:>8} {:>9}",
         m.name,
         format!("{}M", r.bytes >> 20),
         m.total.as_secs_f64() * 1e3,
+        r.first.total.as_secs_f64() * 1e3,
         m.worst_grow.as_secs_f64() * 1e6,
         format!(
             "{}M",
@@ -354,16 +348,25 @@ fn fmt_row(r: &Row) -> String {
     )
 }
 
+fn human(bytes: usize) -> String {
+    if bytes >= 1 << 20 {
+        format!("{}M", bytes >> 20)
+    } else {
+        format!("{}K", bytes >> 10)
+    }
+}
+
 fn csv_row(r: &Row) -> String {
     let m = &r.m;
     let s = m.stats;
     let f = |x: Option<u64>| x.map_or(String::new(), |v| v.to_string());
     format!(
-        "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+        "{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
         m.name,
         r.bytes,
         m.elements,
         m.total.as_nanos(),
+        r.first.total.as_nanos(),
         m.worst_grow.as_nanos(),
         m.worst_grow_from,
         f(s.map(|s| s.in_place)),
@@ -449,13 +452,14 @@ fn table<T: Elem>(a: &Args) {
     let size = core::mem::size_of::<T>();
     let mut out = String::new();
     let mut csv = String::from(
-        "strategy,bytes,elements,total_ns,worst_grow_ns,worst_grow_from_elems,in_place,moved,copied,bytes_copied,syscalls,peak_rss\n",
+        "strategy,bytes,elements,total_ns,first_run_ns,worst_grow_ns,worst_grow_from_elems,in_place,moved,copied,bytes_copied,syscalls,peak_rss\n",
     );
     println!(
-        "{:<28} {:>9} {:>10} {:>12} {:>9} {:>8} {:>12} {:>10} {:>8} {:>9}",
+        "{:<28} {:>9} {:>10} {:>10} {:>12} {:>9} {:>8} {:>12} {:>10} {:>8} {:>9}",
         "strategy",
         "size",
         "total ms",
+        "1st run",
         "worst grow µs",
         "from",
         "Melem/s",
@@ -466,8 +470,7 @@ fn table<T: Elem>(a: &Args) {
     );
     for bytes in sizes(a.max) {
         let n = bytes / size;
-        for mut s in strategies::<T>() {
-            let r = run_one(s.as_mut(), n);
+        for r in run_all::<T>(n) {
             println!("{}", fmt_row(&r));
             csv.push_str(&csv_row(&r));
         }

@@ -336,10 +336,7 @@ fn fmt_row(r: &Row) -> String {
         m.total.as_secs_f64() * 1e3,
         r.first.total.as_secs_f64() * 1e3,
         m.worst_grow.as_secs_f64() * 1e6,
-        format!(
-            "{}M",
-            (m.worst_grow_from * (r.bytes / m.elements.max(1))) >> 20
-        ),
+        human(m.worst_grow_from * (r.bytes / m.elements.max(1))),
         m.elements_per_sec() / 1e6,
         how,
         copied,

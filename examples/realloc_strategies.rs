@@ -1,6 +1,6 @@
 //! Which realloc strategy wins? Pushes elements one by one into each strategy at a few sizes
 //! and prints one table: total time, the worst single grow, elements/s, how the grows
-//! happened (in place / moved / copied), bytes copied, system calls, peak RSS.
+//! happened (in place / moved / copied), bytes copied, system calls, peak RSS, page faults.
 //!
 //! `cargo run --release --example realloc_strategies -- [--max 1GiB] [--elem u32|u64] [--csv FILE]`
 //!
@@ -242,6 +242,16 @@ fn delta(now: GrowStats, base: GrowStats) -> GrowStats {
     d
 }
 
+/// Minor page faults of this process so far.
+fn minor_faults() -> u64 {
+    // SAFETY: getrusage fills the struct we pass.
+    unsafe {
+        let mut ru: libc::rusage = core::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru.ru_minflt as u64
+    }
+}
+
 fn current_rss() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -260,6 +270,7 @@ struct Row {
     m: Measurement,
     bytes: usize,
     peak_rss: u64,
+    faults: u64,
 }
 
 fn run_one<T: Elem, S: GrowStrategy<T>>(s: &mut S, n: usize) -> Row {
@@ -268,13 +279,16 @@ fn run_one<T: Elem, S: GrowStrategy<T>>(s: &mut S, n: usize) -> Row {
     let first = measure(s, n, T::at);
     reset_peak_rss();
     let before = current_rss();
+    let f0 = minor_faults();
     let m = measure(s, n, T::at);
+    let faults = minor_faults() - f0;
     let peak = peak_rss().unwrap_or(0).saturating_sub(before);
     Row {
         first,
         m,
         bytes,
         peak_rss: peak,
+        faults,
     }
 }
 
@@ -330,7 +344,7 @@ fn fmt_row(r: &Row) -> String {
         None => ("-".into(), "-".into(), "-".into()),
     };
     format!(
-        "{:<28} {:>9} {:>10.1} {:>10.1} {:>12.1} {:>9} {:>8.1} {:>12} {:>10} {:>8} {:>9}",
+        "{:<28} {:>9} {:>10.1} {:>10.1} {:>12.1} {:>9} {:>8.1} {:>12} {:>10} {:>8} {:>9} {:>9}",
         m.name,
         format!("{}M", r.bytes >> 20),
         m.total.as_secs_f64() * 1e3,
@@ -342,6 +356,7 @@ fn fmt_row(r: &Row) -> String {
         copied,
         calls,
         r.peak_rss >> 20,
+        r.faults,
     )
 }
 
@@ -358,7 +373,7 @@ fn csv_row(r: &Row) -> String {
     let s = m.stats;
     let f = |x: Option<u64>| x.map_or(String::new(), |v| v.to_string());
     format!(
-        "{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+        "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
         m.name,
         r.bytes,
         m.elements,
@@ -371,7 +386,8 @@ fn csv_row(r: &Row) -> String {
         f(s.map(|s| s.copied)),
         f(s.map(|s| s.bytes_copied)),
         f(s.map(|s| s.syscalls)),
-        r.peak_rss
+        r.peak_rss,
+        r.faults
     )
 }
 
@@ -449,10 +465,10 @@ fn table<T: Elem>(a: &Args) {
     let size = core::mem::size_of::<T>();
     let mut out = String::new();
     let mut csv = String::from(
-        "strategy,bytes,elements,total_ns,first_run_ns,worst_grow_ns,worst_grow_from_elems,in_place,moved,copied,bytes_copied,syscalls,peak_rss\n",
+        "strategy,bytes,elements,total_ns,first_run_ns,worst_grow_ns,worst_grow_from_elems,in_place,moved,copied,bytes_copied,syscalls,peak_rss,minor_faults\n",
     );
     println!(
-        "{:<28} {:>9} {:>10} {:>10} {:>12} {:>9} {:>8} {:>12} {:>10} {:>8} {:>9}",
+        "{:<28} {:>9} {:>10} {:>10} {:>12} {:>9} {:>8} {:>12} {:>10} {:>8} {:>9} {:>9}",
         "strategy",
         "size",
         "total ms",
@@ -463,7 +479,8 @@ fn table<T: Elem>(a: &Args) {
         "in/mv/copy",
         "copied MiB",
         "syscalls",
-        "peak MiB"
+        "peak MiB",
+        "faults"
     );
     for bytes in sizes(a.max) {
         let n = bytes / size;

@@ -6,6 +6,7 @@ mod arena;
 mod error;
 mod raw;
 mod region;
+mod shared_vec;
 mod stats;
 pub mod strategy;
 pub mod sys;
@@ -18,5 +19,6 @@ pub use arena::{
 };
 pub use error::{TryReserveError, TryReserveErrorKind};
 pub use raw::{DEFAULT_HEAP_THRESHOLD, VecOptions};
+pub use shared_vec::{MAX_VIEWS, ReadGuard, SharedVec};
 pub use stats::GrowStats;
 pub use vec::{Drain, IntoIter, RemapVec, Splice};

@@ -82,6 +82,27 @@ pub(crate) unsafe fn reserve_fixed(addr: *mut u8, len: usize) -> Result<(), Errn
     mmap_fixed(addr, len, PROT_NONE)
 }
 
+/// No memory files here (`ENOTSUP`): shared buffers copy instead.
+pub(crate) fn memfd() -> Result<i32, Errno> {
+    Err(Errno(libc::ENOTSUP))
+}
+
+/// Not reached without `memfd` (`ENOTSUP`).
+pub(crate) fn set_file_len(_fd: i32, _len: usize) -> Result<(), Errno> {
+    Err(Errno(libc::ENOTSUP))
+}
+
+/// Closes `fd`.
+pub(crate) fn close(fd: i32) {
+    // SAFETY: closing a descriptor the caller owns and no longer uses.
+    unsafe { libc::close(fd) };
+}
+
+/// Not reached without `memfd` (`ENOTSUP`).
+pub(crate) fn map_shared(_hint: usize, _len: usize, _fd: i32) -> Result<*mut u8, Errno> {
+    Err(Errno(libc::ENOTSUP))
+}
+
 /// Shrinking unmaps the tail; growing is not possible without `mremap` (`ENOTSUP`).
 ///
 /// # Safety

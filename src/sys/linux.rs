@@ -100,6 +100,61 @@ pub(crate) unsafe fn reserve_fixed(addr: *mut u8, len: usize) -> Result<(), Errn
     mmap_fixed(addr, len, PROT_NONE, MAP_NORESERVE)
 }
 
+/// Creates an anonymous memory file (`memfd_create`, close-on-exec) of size 0.
+pub(crate) fn memfd() -> Result<i32, Errno> {
+    if let Some((errno, _)) = super::fault::hit() {
+        return Err(Errno(errno));
+    }
+    // SAFETY: a NUL-terminated name and valid flags.
+    let fd = unsafe { libc::memfd_create(c"remapvec".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 { Err(Errno::last()) } else { Ok(fd) }
+}
+
+/// Sets the size of the file `fd` (`ftruncate`).
+pub(crate) fn set_file_len(fd: i32, len: usize) -> Result<(), Errno> {
+    if let Some((errno, _)) = super::fault::hit() {
+        return Err(Errno(errno));
+    }
+    let len = libc::off_t::try_from(len).map_err(|_| Errno(libc::EFBIG))?;
+    // SAFETY: ftruncate on a file descriptor; an invalid one is an EBADF, not UB.
+    if unsafe { libc::ftruncate(fd, len) } == 0 {
+        Ok(())
+    } else {
+        Err(Errno::last())
+    }
+}
+
+/// Closes `fd`.
+pub(crate) fn close(fd: i32) {
+    // SAFETY: closing a descriptor the caller owns and no longer uses.
+    unsafe { libc::close(fd) };
+}
+
+/// Maps `len` bytes of the file `fd` from offset 0, shared and read-write. With `hint != 0`
+/// exactly there or `EEXIST` (never replacing anything).
+pub(crate) fn map_shared(hint: usize, len: usize, fd: i32) -> Result<*mut u8, Errno> {
+    if let Some((errno, _)) = super::fault::hit() {
+        return Err(Errno(errno));
+    }
+    let flags = libc::MAP_SHARED
+        | if hint != 0 {
+            libc::MAP_FIXED_NOREPLACE
+        } else {
+            0
+        };
+    // SAFETY: without MAP_FIXED nothing existing is replaced (NOREPLACE fails instead).
+    let p = unsafe { libc::mmap(hint as *mut c_void, len, PROT_RW, flags, fd, 0) };
+    if p == MAP_FAILED {
+        return Err(Errno::last());
+    }
+    if hint != 0 && p as usize != hint {
+        // SAFETY: we just created this mapping and nothing refers to it.
+        unsafe { libc::munmap(p, len) };
+        return Err(Errno(libc::EEXIST));
+    }
+    Ok(p.cast())
+}
+
 /// Grows or shrinks the mapping at `addr` without moving it.
 ///
 /// # Safety

@@ -182,7 +182,9 @@ impl Measurement {
 /// use remapvec::strategy::measure;
 /// let m = measure(&mut remapvec::RemapVec::new(), 1 << 20, |i| i as u64);
 /// assert_eq!(m.elements, 1 << 20);
-/// assert_eq!(m.stats.unwrap().bytes_copied, 128 << 10); // one copy, off the heap
+/// // Only the move off the heap copied (at most the 128 KiB heap threshold).
+/// # #[cfg(all(target_os = "linux", not(feature = "force-fallback")))]
+/// assert!(m.stats.unwrap().bytes_copied <= 128 << 10);
 /// ```
 pub fn measure<T: PartialEq + core::fmt::Debug, S: GrowStrategy<T> + ?Sized>(
     s: &mut S,

@@ -149,6 +149,7 @@ impl<A> RemapAlloc<A> {
                 bytes_copied: BYTES_COPIED.load(Relaxed),
                 heap_grows: 0,
                 syscalls: SYSCALLS.load(Relaxed),
+                reused: 0,
             },
             crossings: CROSSINGS.load(Relaxed),
             bytes_copied_crossing: BYTES_CROSSING.load(Relaxed),

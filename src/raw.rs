@@ -4,7 +4,7 @@
 //! (like std's `RawVecInner`); [`RawVec<T>`] only supplies `T`'s layout and frees on drop.
 
 use crate::error::{TryReserveError, TryReserveErrorKind};
-use crate::region::{How, Region};
+use crate::region::{How, Region, reuse};
 use crate::stats::GrowStats;
 use core::alloc::Layout;
 use core::marker::PhantomData;
@@ -30,15 +30,55 @@ pub const DEFAULT_HEAP_THRESHOLD: usize = 128 << 10;
 pub struct VecOptions {
     heap_threshold: usize,
     huge_pages: bool,
+    reuse_freed: bool,
 }
 
 impl VecOptions {
-    /// The defaults: heap threshold 128 KiB, no huge pages. The same as `Default::default()`.
+    /// The defaults: heap threshold 128 KiB, no huge pages, dropped mappings kept for reuse.
+    /// The same as `Default::default()`.
     pub const fn new() -> Self {
         VecOptions {
             heap_threshold: DEFAULT_HEAP_THRESHOLD,
             huge_pages: false,
+            reuse_freed: true,
         }
+    }
+
+    /// Whether a dropped vector's mapping (1 MiB to 4 GiB) is kept for the next vector that
+    /// needs one, instead of being unmapped. Default `true`.
+    ///
+    /// Unmapping gives the pages back to the kernel, and the next large vector faults every
+    /// page in again, which is most of the cost of filling it. Kept mappings (at most 4, at
+    /// most 4 GiB in all, shared by the whole process) are marked `MADV_FREE`: the kernel
+    /// reclaims their pages when it needs memory, and until then they count in the process's
+    /// RSS. A vector that takes one over gets its whole length as capacity. `shrink_to_fit`
+    /// and friends always give memory back. Turn this off where RSS matters more than speed.
+    ///
+    /// ```
+    /// use remapvec::{RemapVec, VecOptions};
+    /// let mut a: RemapVec<u8> = RemapVec::with_capacity(8 << 20);
+    /// a.push(1);
+    /// drop(a); // its mapping is kept
+    /// let b: RemapVec<u8> = RemapVec::with_capacity(1 << 20);
+    /// # #[cfg(all(target_os = "linux", not(feature = "force-fallback")))]
+    /// # if b.stats().reused == 1 {
+    /// assert!(b.capacity() >= 8 << 20); // took the kept mapping (unless another thread did)
+    /// # }
+    /// let c: RemapVec<u8> = RemapVec::with_capacity_and_options(1 << 20, VecOptions::new().reuse_freed(false));
+    /// assert_eq!(c.stats().reused, 0);
+    /// ```
+    pub const fn reuse_freed(mut self, on: bool) -> Self {
+        self.reuse_freed = on;
+        self
+    }
+
+    /// Whether dropped mappings are kept for reuse (see [`VecOptions::reuse_freed`]).
+    ///
+    /// ```
+    /// assert!(remapvec::VecOptions::new().is_reuse_freed());
+    /// ```
+    pub const fn is_reuse_freed(&self) -> bool {
+        self.reuse_freed
     }
 
     /// Capacities whose size in bytes is below `bytes` stay on the global heap; from `bytes`
@@ -134,15 +174,7 @@ impl RawInner {
             cap: if elem.size() == 0 { usize::MAX } else { 0 },
             region: None,
             opts,
-            stats: GrowStats {
-                in_place: 0,
-                moved: 0,
-                copied: 0,
-                bytes_remapped: 0,
-                bytes_copied: 0,
-                heap_grows: 0,
-                syscalls: 0,
-            },
+            stats: GrowStats::ZERO,
         }
     }
 
@@ -268,9 +300,23 @@ impl RawInner {
         layout: Layout,
         elem: Layout,
     ) -> Result<(), TryReserveError> {
-        let (region, calls) = Region::new(layout.size(), elem.align())
-            .map_err(|e| TryReserveError::alloc(layout, Some(e.0)))?;
-        self.stats.syscalls += u64::from(calls);
+        let kept = if self.opts.reuse_freed {
+            reuse::take(layout.size(), elem.align(), self.opts.huge_pages)
+        } else {
+            None
+        };
+        let region = match kept {
+            Some(r) => {
+                self.stats.reused += 1;
+                r
+            }
+            None => {
+                let (region, calls) = Region::new(layout.size(), elem.align())
+                    .map_err(|e| TryReserveError::alloc(layout, Some(e.0)))?;
+                self.stats.syscalls += u64::from(calls);
+                region
+            }
+        };
         let copy = len * elem.size();
         if copy > 0 {
             // SAFETY: the first `len` elements of the old buffer are initialized and readable;
@@ -305,7 +351,7 @@ impl RawInner {
         }
         let bytes = target * elem.size();
         if target == 0 {
-            self.free(elem);
+            self.free(elem, false);
             return;
         }
         // SAFETY: `bytes <= cap * size`, which was a valid layout size.
@@ -343,14 +389,20 @@ impl RawInner {
         }
     }
 
-    /// Releases the buffer; the capacity becomes 0.
-    fn free(&mut self, elem: Layout) {
+    /// Releases the buffer; the capacity becomes 0. With `keep` (the vector is dropped) a
+    /// mapping may go to the reuse cache instead of being unmapped.
+    fn free(&mut self, elem: Layout, keep: bool) {
         if let Some(old) = self.heap_layout(elem) {
             // SAFETY: allocated by the global allocator with `old`.
             unsafe { dealloc(self.ptr.as_ptr(), old) };
         }
-        if self.region.take().is_some() {
-            self.stats.syscalls += 1; // the munmap
+        if let Some(region) = self.region.take() {
+            if keep && self.opts.reuse_freed {
+                self.stats.syscalls += u64::from(reuse::put(region, self.opts.huge_pages));
+            } else {
+                drop(region);
+                self.stats.syscalls += 1; // the munmap
+            }
         }
         self.ptr = dangling(elem.align());
         self.cap = if elem.size() == 0 { usize::MAX } else { 0 };
@@ -498,7 +550,7 @@ impl<T> RawVec<T> {
 
 impl<T> Drop for RawVec<T> {
     fn drop(&mut self) {
-        self.inner.free(Self::ELEM)
+        self.inner.free(Self::ELEM, true)
     }
 }
 

@@ -344,6 +344,96 @@ impl Region {
     }
 }
 
+/// Regions of recently dropped vectors, kept for the next vector that needs a mapping.
+///
+/// Unmapping a dropped vector gives its pages back to the kernel, and the next vector faults
+/// every page in again (2.5 µs each on a VM: most of the time of filling a large vector).
+/// Instead up to [`reuse::SLOTS`] regions of [`reuse::MIN`] to [`reuse::MAX`] bytes are kept,
+/// their pages marked `MADV_FREE`: the kernel may reclaim them under memory pressure (they
+/// then read as zero); until then a write reuses them without a fault. Never used by the
+/// allocator (its path must not lock) or the arena.
+pub(crate) mod reuse {
+    use super::Region;
+    use crate::sys;
+    use parking_lot::Mutex;
+
+    /// Regions kept at most.
+    pub(crate) const SLOTS: usize = 4;
+    /// Smallest region kept: 1 MiB.
+    pub(crate) const MIN: usize = 1 << 20;
+    /// Largest region kept, and the most kept in all: 4 GiB.
+    pub(crate) const MAX: usize = 4 << 30;
+
+    /// `(address, length, alignment, advised for huge pages)`.
+    type Entry = (usize, usize, usize, bool);
+
+    static CACHE: Mutex<[Option<Entry>; SLOTS]> = parking_lot::const_mutex([None; SLOTS]);
+
+    /// Keeps `region` for reuse, or unmaps it. Returns the system calls made.
+    pub(crate) fn put(region: Region, huge: bool) -> u32 {
+        let len = region.len();
+        if !sys::HAS_MREMAP || !(MIN..=MAX).contains(&len) {
+            drop(region);
+            return 1;
+        }
+        // SAFETY: the region is ours and its contents are given up (the vector is dropped).
+        if unsafe { sys::advise_free(region.as_ptr(), len) }.is_err() {
+            drop(region);
+            return 2;
+        }
+        let align = region.align;
+        let (ptr, len) = region.into_raw_parts();
+        let evicted = {
+            let mut c = CACHE.lock();
+            let total: usize = c.iter().flatten().map(|e| e.1).sum();
+            // Evict the oldest (slot 0) while full or over budget, shifting the rest down.
+            let mut evicted = [None; SLOTS];
+            let mut n = 0;
+            let mut total = total;
+            while c.iter().all(Option::is_some) || total + len > MAX {
+                let Some(old) = c[0] else { break };
+                total -= old.1;
+                evicted[n] = Some(old);
+                n += 1;
+                c.rotate_left(1);
+                c[SLOTS - 1] = None;
+            }
+            let slot = c.iter().position(Option::is_none).unwrap_or(SLOTS - 1);
+            c[slot] = Some((ptr.as_ptr() as usize, len, align, huge));
+            evicted
+        };
+        let mut calls = 1;
+        for (p, l, _, _) in evicted.into_iter().flatten() {
+            calls += 1;
+            // SAFETY: a cached region is owned by the cache alone; it was just removed.
+            let _ = unsafe { sys::unmap(p as *mut u8, l) };
+        }
+        calls
+    }
+
+    /// The smallest kept region of at least `len` bytes whose address is aligned to `align`
+    /// and whose huge-page advice matches.
+    pub(crate) fn take(len: usize, align: usize, huge: bool) -> Option<Region> {
+        if !sys::HAS_MREMAP {
+            return None;
+        }
+        let mut c = CACHE.lock();
+        let best = c
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| e.map(|e| (i, e)))
+            .filter(|&(_, (p, l, _, h))| l >= len && p % align == 0 && h == huge)
+            .min_by_key(|&(_, (_, l, _, _))| l)?;
+        c[best.0] = None;
+        let (p, l, a, _) = best.1;
+        // SAFETY: the cache owned this mapping of `l` bytes made by `Region` with alignment
+        // `a`, and hands it over now.
+        Some(unsafe {
+            Region::from_raw_parts(core::ptr::NonNull::new(p as *mut u8)?, l, a.max(align))
+        })
+    }
+}
+
 /// After a failed `MREMAP_FIXED` into our reservation at `dst`: the kernel may already have
 /// unmapped the reservation. Release it without ever unmapping someone else's memory: take the
 /// range back with `MAP_FIXED_NOREPLACE` first (succeeds only if it is entirely free), and

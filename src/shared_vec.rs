@@ -190,15 +190,7 @@ impl<T: Copy + Send + Sync> SharedVec<T> {
                 fd: -1,
                 cap: 0,
                 generation: 0,
-                stats: GrowStats {
-                    in_place: 0,
-                    moved: 0,
-                    copied: 0,
-                    bytes_remapped: 0,
-                    bytes_copied: 0,
-                    heap_grows: 0,
-                    syscalls: 0,
-                },
+                stats: GrowStats::ZERO,
             }),
             _t: PhantomData,
         }

@@ -38,9 +38,24 @@ pub struct GrowStats {
     pub heap_grows: u64,
     /// System calls made for growth, shrinking and placement (including failed attempts).
     pub syscalls: u64,
+    /// Regions taken over from recently dropped vectors (their pages may still be in memory,
+    /// so filling them causes no page faults); see `VecOptions::reuse_freed`.
+    pub reused: u64,
 }
 
 impl GrowStats {
+    /// All zero (usable in `const` contexts).
+    pub(crate) const ZERO: GrowStats = GrowStats {
+        in_place: 0,
+        moved: 0,
+        copied: 0,
+        bytes_remapped: 0,
+        bytes_copied: 0,
+        heap_grows: 0,
+        syscalls: 0,
+        reused: 0,
+    };
+
     /// All grows of mapped memory: `in_place + moved + copied`.
     ///
     /// ```
@@ -75,5 +90,6 @@ impl AddAssign for GrowStats {
         self.bytes_copied += o.bytes_copied;
         self.heap_grows += o.heap_grows;
         self.syscalls += o.syscalls;
+        self.reused += o.reused;
     }
 }

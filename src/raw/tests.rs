@@ -1,13 +1,17 @@
 use super::*;
 use crate::sys;
 
+/// Without the process-wide reuse cache, which tests running in parallel share: these tests
+/// assert exact capacities and counts.
 fn opts(threshold: usize) -> VecOptions {
-    VecOptions::new().heap_threshold(threshold)
+    VecOptions::new()
+        .heap_threshold(threshold)
+        .reuse_freed(false)
 }
 
 #[test]
 fn small_capacities_stay_on_the_heap() {
-    let mut r: RawVec<u64> = RawVec::new(VecOptions::new());
+    let mut r: RawVec<u64> = RawVec::new(VecOptions::new().reuse_freed(false));
     r.reserve(0, 100);
     assert!(!r.is_mapped());
     assert_eq!(r.capacity(), 100);
@@ -133,4 +137,43 @@ fn over_aligned_elements_are_aligned_in_both_phases() {
         r.reserve(3, 300);
         assert_eq!(r.ptr() as usize % 8192, 0);
     }
+}
+
+#[test]
+fn a_dropped_mapping_is_reused_without_faults_or_syscalls() {
+    if !sys::HAS_MREMAP {
+        return;
+    }
+    // Tests in parallel share the cache and may take the region first: try a few times.
+    let len = 3 << 20;
+    let mut hits = 0;
+    for _ in 0..20 {
+        let mut a: RawVec<u8> = RawVec::new(VecOptions::new());
+        a.reserve_exact(0, len);
+        let addr = a.ptr() as usize;
+        // SAFETY: `len` bytes of capacity; written, never read as `T`s.
+        unsafe { a.ptr().write_bytes(1, len) };
+        drop(a);
+        let b: RawVec<u8> = RawVec::new(VecOptions::new());
+        let mut b = b;
+        b.reserve_exact(0, len);
+        if b.stats().reused == 1 {
+            hits += 1;
+            assert_eq!(b.ptr() as usize, addr);
+            assert!(b.capacity() >= len);
+            assert_eq!(
+                b.stats().syscalls,
+                0,
+                "taking a kept mapping costs no system call"
+            );
+        }
+        // Shrinking to nothing unmaps (never cached): explicit shrinking returns memory.
+        b.shrink_to(0, 0);
+        assert!(!b.is_mapped());
+    }
+    assert!(hits > 0);
+    // A vector that opts out never takes one.
+    let mut c: RawVec<u8> = RawVec::new(VecOptions::new().reuse_freed(false));
+    c.reserve_exact(0, len);
+    assert_eq!(c.stats().reused, 0);
 }

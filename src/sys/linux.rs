@@ -282,6 +282,21 @@ pub(crate) fn advise_huge(addr: *mut u8, len: usize) -> Result<(), Errno> {
     }
 }
 
+/// Marks the pages of `[addr, addr + len)` as free to reclaim (`MADV_FREE`): until the
+/// kernel needs the memory they stay in place and a write reuses them without a fault; once
+/// reclaimed they read as zero. Their contents are unspecified from now on.
+///
+/// # Safety
+/// The caller owns the range and nothing relies on its contents any more.
+pub(crate) unsafe fn advise_free(addr: *mut u8, len: usize) -> Result<(), Errno> {
+    // SAFETY: MADV_FREE changes only the contents of the caller's own range, which it gave up.
+    if unsafe { libc::madvise(addr.cast(), len, libc::MADV_FREE) } == 0 {
+        Ok(())
+    } else {
+        Err(Errno::last())
+    }
+}
+
 /// Whether every page of `[addr, addr + len)` is mapped (`mincore` answers `ENOMEM` for a range
 /// with a hole). `addr` must be page-aligned. Reads no memory.
 pub(crate) fn is_mapped(addr: *mut u8, len: usize) -> bool {

@@ -9,6 +9,11 @@
 //! cargo bench --bench grow -- push_u32    # one group
 //! ```
 //!
+//! `RemapVec` keeps the mapping of a dropped vector for the next one (`VecOptions::reuse_freed`,
+//! on by default), so from the second iteration on a push bench fills pages that are still in
+//! memory, as mimalloc's and glibc's caches do for their vectors. The worst-step bench turns
+//! that off, to time a real grow.
+//!
 //! Memory state: criterion runs iterations back to back, so every timed run uses memory that
 //! the previous iteration freed a moment ago ("warm": the VM has not returned it to the host).
 //! Each group also runs one untimed warm-up pass of its largest size first. Setup that is not
@@ -216,12 +221,15 @@ fn bench_worst_step(c: &mut Criterion) {
             )
         })
     });
+    // Without the reuse cache: a kept mapping of 2 GiB from an earlier iteration would make
+    // the grow a no-op.
     g.bench_function("RemapVec", |b| {
         b.iter_custom(|iters| {
             timed(
                 iters,
                 || {
-                    let mut v: RemapVec<u64> = RemapVec::with_capacity(n);
+                    let opts = VecOptions::default().reuse_freed(false);
+                    let mut v: RemapVec<u64> = RemapVec::with_capacity_and_options(n, opts);
                     v.resize(n, 7);
                     v
                 },

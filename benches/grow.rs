@@ -274,12 +274,7 @@ fn bench_arena(c: &mut Criterion) {
     g.sample_size(10);
     g.warm_up_time(Duration::from_millis(100));
     g.measurement_time(Duration::from_secs(2));
-    let memcpy = CostModel {
-        syscall_ns: 0.0,
-        remap_ns_per_page: f64::INFINITY,
-        copy_ns_per_page: 0.0,
-        fault_ns_per_page: 0.0,
-    };
+    let memcpy = CostModel::copy_only();
     let modes = [
         ("multi-mapping mremap", ArenaOptions::new()),
         (

@@ -64,15 +64,6 @@ fn verify(a: &PageArena) {
     }
 }
 
-fn copy_only() -> CostModel {
-    CostModel {
-        syscall_ns: 0.0,
-        remap_ns_per_page: f64::INFINITY,
-        copy_ns_per_page: 0.0,
-        fault_ns_per_page: 0.0,
-    }
-}
-
 fn run(label: &str, opts: ArenaOptions, total: usize, min: usize, max: usize) -> CompactReport {
     // Best of three fresh layouts: the machine is noisy.
     let mut best: Option<CompactReport> = None;
@@ -109,7 +100,7 @@ fn scenario(title: &str, total: usize, min: usize, max: usize) -> (Duration, Dur
     );
     let multi = ArenaOptions::new();
     let single = ArenaOptions::new().multi_mapping_move(false);
-    let memcpy = ArenaOptions::new().cost_model(copy_only());
+    let memcpy = ArenaOptions::new().cost_model(CostModel::copy_only());
     let m = run("multi", multi, total, min, max);
     run("per-mapping", single, total, min, max);
     let c = run("memcpy", memcpy, total, min, max);

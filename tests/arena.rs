@@ -36,28 +36,14 @@ fn write_pattern(a: &mut PageArena, id: RegionId, seed: u64) -> Vec<u8> {
     p
 }
 
-fn remap_always() -> CostModel {
-    CostModel {
-        syscall_ns: 0.0,
-        remap_ns_per_page: 0.0,
-        copy_ns_per_page: 1e9,
-        fault_ns_per_page: 1e9,
-    }
-}
-
-fn copy_always() -> CostModel {
-    CostModel {
-        syscall_ns: 1e9,
-        remap_ns_per_page: 1e9,
-        copy_ns_per_page: 0.0,
-        fault_ns_per_page: 0.0,
-    }
-}
-
 fn all_options() -> Vec<ArenaOptions> {
     let mut v = Vec::new();
     for multi in [true, false] {
-        for cost in [CostModel::default(), remap_always(), copy_always()] {
+        for cost in [
+            CostModel::default(),
+            CostModel::remap_only(),
+            CostModel::copy_only(),
+        ] {
             v.push(
                 ArenaOptions::new()
                     .multi_mapping_move(multi)
@@ -308,7 +294,7 @@ proptest! {
     fn model_one_call_per_region_remap_only(ops in proptest::collection::vec(op(), 1..60)) {
         let _g = serial();
         run_model(
-            ArenaOptions::new().initial_capacity(MIB).multi_mapping_move(false).cost_model(remap_always()),
+            ArenaOptions::new().initial_capacity(MIB).multi_mapping_move(false).cost_model(CostModel::remap_only()),
             &ops,
         );
     }
@@ -316,7 +302,7 @@ proptest! {
     #[test]
     fn model_copy_only(ops in proptest::collection::vec(op(), 1..60)) {
         let _g = serial();
-        run_model(ArenaOptions::new().initial_capacity(MIB).cost_model(copy_always()), &ops);
+        run_model(ArenaOptions::new().initial_capacity(MIB).cost_model(CostModel::copy_only()), &ops);
     }
 }
 
@@ -332,7 +318,7 @@ fn mappings() -> usize {
 #[test]
 fn fifty_thousand_regions_and_thousands_of_holes() {
     let _g = serial();
-    for cost in [CostModel::default(), remap_always()] {
+    for cost in [CostModel::default(), CostModel::remap_only()] {
         let mut a = PageArena::with_options(ArenaOptions::new().cost_model(cost));
         let n = 50_000;
         let mut ids = Vec::with_capacity(n);

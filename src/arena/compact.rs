@@ -107,6 +107,48 @@ impl Default for CostModel {
 }
 
 impl CostModel {
+    /// A model under which compaction always copies: memcpy compaction, to compare against.
+    ///
+    /// ```
+    /// use remapvec::{ArenaOptions, CostModel, PageArena};
+    /// let mut a = PageArena::with_options(ArenaOptions::new().cost_model(CostModel::copy_only()));
+    /// let x = a.alloc(1 << 20)?;
+    /// let _y = a.alloc(1 << 20)?;
+    /// a.free(x)?;
+    /// assert_eq!(a.compact()?.regions_copied, 1);
+    /// # Ok::<(), remapvec::ArenaError>(())
+    /// ```
+    pub const fn copy_only() -> Self {
+        CostModel {
+            syscall_ns: 0.0,
+            remap_ns_per_page: f64::INFINITY,
+            copy_ns_per_page: 0.0,
+            fault_ns_per_page: 0.0,
+        }
+    }
+
+    /// A model under which compaction always remaps (where `mremap` exists).
+    ///
+    /// ```
+    /// use remapvec::{ArenaOptions, CostModel, PageArena};
+    /// let mut a = PageArena::with_options(ArenaOptions::new().cost_model(CostModel::remap_only()));
+    /// let x = a.alloc(4096)?;
+    /// let _y = a.alloc(4096)?;
+    /// a.free(x)?;
+    /// let r = a.compact()?;
+    /// # #[cfg(all(target_os = "linux", not(feature = "force-fallback")))]
+    /// assert_eq!(r.regions_remapped, 1);
+    /// # Ok::<(), remapvec::ArenaError>(())
+    /// ```
+    pub const fn remap_only() -> Self {
+        CostModel {
+            syscall_ns: 0.0,
+            remap_ns_per_page: 0.0,
+            copy_ns_per_page: f64::INFINITY,
+            fault_ns_per_page: 0.0,
+        }
+    }
+
     /// Estimated cost of remapping a run of `pages` pages with `calls` `mremap` calls per
     /// move (1 with the multi-mapping move, one per region without), through scratch space
     /// (two moves) when `overlap`.

@@ -65,24 +65,6 @@ fn check_model(a: &PageArena, model: &HashMap<RegionId, Vec<u8>>) {
     }
 }
 
-fn remap_always() -> CostModel {
-    CostModel {
-        syscall_ns: 0.0,
-        remap_ns_per_page: 0.0,
-        copy_ns_per_page: 1e9,
-        fault_ns_per_page: 1e9,
-    }
-}
-
-fn copy_always() -> CostModel {
-    CostModel {
-        syscall_ns: 1e9,
-        remap_ns_per_page: 1e9,
-        copy_ns_per_page: 0.0,
-        fault_ns_per_page: 0.0,
-    }
-}
-
 /// An arena with mixed regions (1 page to 5 MiB, some 2 MiB-aligned), every other one freed.
 fn fragmented(opts: ArenaOptions) -> (PageArena, HashMap<RegionId, Vec<u8>>) {
     let mut a = PageArena::with_options(opts);
@@ -210,7 +192,11 @@ fn grow_in_place_then_by_moving() {
 
 #[test]
 fn compaction_closes_holes_in_every_mode() {
-    for cost in [CostModel::default(), remap_always(), copy_always()] {
+    for cost in [
+        CostModel::default(),
+        CostModel::remap_only(),
+        CostModel::copy_only(),
+    ] {
         for multi in [true, false] {
             let opts = ArenaOptions::new()
                 .multi_mapping_move(multi)
@@ -220,7 +206,7 @@ fn compaction_closes_holes_in_every_mode() {
             check_model(&a, &model);
             assert_packed(&a);
             assert!(r.regions_moved > 0, "{r:?}");
-            if sys::HAS_MREMAP && cost == remap_always() {
+            if sys::HAS_MREMAP && cost == CostModel::remap_only() {
                 assert_eq!(r.bytes_copied, 0);
             }
             // Compacting a compact arena does nothing.
@@ -237,7 +223,7 @@ fn compaction_closes_holes_in_every_mode() {
             let r = a.compact().unwrap();
             check_model(&a, &model);
             assert_eq!(r.regions_moved, model.len(), "{r:?}");
-            if sys::HAS_MREMAP && cost == remap_always() {
+            if sys::HAS_MREMAP && cost == CostModel::remap_only() {
                 if a.opts.multi_mapping_move {
                     assert!(r.runs < r.regions_moved, "{r:?}");
                     assert!(r.remap_calls <= 2 * r.runs as u64, "{r:?}");
@@ -314,7 +300,11 @@ fn injected_failures_in_compaction_lose_nothing() {
         (&[CostModel::default()], &[false])
     } else {
         (
-            &[remap_always(), copy_always(), CostModel::default()],
+            &[
+                CostModel::remap_only(),
+                CostModel::copy_only(),
+                CostModel::default(),
+            ],
             &[true, false],
         )
     };
@@ -360,7 +350,7 @@ fn a_multi_mapping_move_that_stops_part_way_is_repaired() {
     if !sys::features().multi_mapping_move {
         return;
     }
-    let opts = ArenaOptions::new().cost_model(remap_always());
+    let opts = ArenaOptions::new().cost_model(CostModel::remap_only());
     let (mut a, model) = fragmented(opts);
     // Let the first move of the compaction stop after one page.
     fault::arm(fault::Plan {

@@ -606,6 +606,7 @@ mod tests {
             skip: 0,
             errno: libc::ENOSPC,
             partial: None,
+            repeat: 0,
         });
         let r = w.try_extend_from_slice(&[2; 100_000]);
         sys::fault::disarm();

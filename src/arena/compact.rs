@@ -309,16 +309,17 @@ impl Mover {
     }
 
     /// After a move of `[src, src + len)` to `dst` stopped with `done` bytes moved: finish
-    /// it, or else move the moved part back. `Some(true)`: all at `dst`; `Some(false)`: all
-    /// at `src` (the moved-back range at `dst` is left unmapped: the caller re-reserves it);
-    /// `None`: the kernel refused both (the span is split at the returned state).
+    /// it, or else move the moved part back. `Ok(true)`: all at `dst`; `Ok(false)`: all at
+    /// `src` (the moved-back range at `dst` is left unmapped: the caller re-reserves it);
+    /// `Err((lo, hi))`: the kernel refused both, and bytes `[lo, hi)` of the span are at `dst`,
+    /// the rest at `src`.
     pub(super) fn settle(
         &mut self,
         src: *mut u8,
         len: usize,
         dst: *mut u8,
         mut done: usize,
-    ) -> Option<bool> {
+    ) -> Result<bool, (usize, usize)> {
         while done < len {
             let (s, d) = (src.wrapping_add(done), dst.wrapping_add(done));
             match self.move_span(s, len - done, d) {
@@ -328,24 +329,24 @@ impl Mover {
             }
         }
         if done == len {
-            return Some(true);
+            return Ok(true);
         }
         // Undo: re-reserve the vacated source prefix (never replacing anything), then move
         // the prefix back onto it.
         self.calls += 1;
         if sys::reserve(src as usize, done).is_err() {
-            return None;
+            return Err((0, done));
         }
         let mut back = 0;
         while back < done {
             let (s, d) = (dst.wrapping_add(back), src.wrapping_add(back));
             match self.move_span(s, done - back, d) {
                 Ok(()) => back = done,
-                Err((_, 0)) => return None,
+                Err((_, 0)) => return Err((back, done)),
                 Err((_, more)) => back += more,
             }
         }
-        Some(false)
+        Ok(false)
     }
 }
 
@@ -550,6 +551,12 @@ impl PageArena {
             let Some(e) = self.slots[index as usize].entry else {
                 continue;
             };
+            if e.broken {
+                // Never moved: the next regions pack after it.
+                w = w.max(off + e.mapped);
+                prev_end = usize::MAX;
+                continue;
+            }
             let t = self.target(w, &e);
             debug_assert!(t <= off);
             w = t + e.mapped;
@@ -676,6 +683,7 @@ impl PageArena {
         };
         // Part of the run may have moved: whole regions below `done` did.
         let mut moved = Vec::new();
+        let mut broken = None;
         let mut cut = None;
         for it in &run.items {
             let rel = it.off - run.src;
@@ -688,15 +696,24 @@ impl PageArena {
         if let Some((it, part)) = cut {
             let rel = it.off - run.src;
             match mover.settle(at(src + rel), it.mapped, at(dst + rel), part) {
-                Some(true) => moved.push(it),
-                Some(false) => {}
-                None => {
-                    // Both finishing and undoing were refused: the region stays where its
-                    // larger part is, and the other part's pages are lost to it. Has never
-                    // been observed; the kernel would have to refuse two moves in a row.
-                    if part * 2 > it.mapped {
+                Ok(true) => moved.push(it),
+                Ok(false) => {}
+                Err((lo, hi)) => {
+                    // Both finishing and undoing were refused (two refusals in a row). The
+                    // region is recorded where its larger part is and marked broken; the
+                    // other parts become fences, so nothing maps over their pages.
+                    if (hi - lo) * 2 > it.mapped {
                         moved.push(it);
+                        if lo > 0 {
+                            self.fences.insert(src + rel, lo);
+                        }
+                        if hi < it.mapped {
+                            self.fences.insert(src + rel + hi, it.mapped - hi);
+                        }
+                    } else {
+                        self.fences.insert(dst + rel + lo, hi - lo);
                     }
+                    broken = Some(it.index);
                 }
             }
         }
@@ -714,6 +731,11 @@ impl PageArena {
             if let Some(e) = self.slots[it.index as usize].entry.as_mut() {
                 e.off = off;
             }
+        }
+        if let Some(index) = broken
+            && let Some(e) = self.slots[index as usize].entry.as_mut()
+        {
+            e.broken = true;
         }
         // Re-reserve whatever both spans now leave unmapped.
         rep.syscalls += self.heal_scan(src, run.len);

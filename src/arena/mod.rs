@@ -66,6 +66,10 @@ pub enum ArenaError {
     },
     /// The alignment is not a power of two.
     InvalidAlign(usize),
+    /// The region was cut in two by a move that the kernel refused both to finish and to
+    /// undo (it takes two refusals in a row, e.g. at `vm.max_map_count`); its bytes cannot be
+    /// handed out as one slice any more. It can still be freed.
+    Broken(RegionId),
     /// `grow` to a shorter or `shrink` to a longer length.
     InvalidLength {
         /// The region's length.
@@ -115,6 +119,10 @@ impl fmt::Display for ArenaError {
                 write!(f, "{requested} bytes do not fit the address space")
             }
             ArenaError::InvalidAlign(a) => write!(f, "alignment {a} is not a power of two"),
+            ArenaError::Broken(id) => write!(
+                f,
+                "{id:?} was cut in two by a move the kernel refused to finish or undo"
+            ),
             ArenaError::InvalidLength { len, requested } => write!(
                 f,
                 "cannot resize a region of {len} bytes to {requested} bytes in this direction"
@@ -224,6 +232,10 @@ struct Entry {
     len: usize,
     mapped: usize,
     align: usize,
+    /// A move cut this region in two and the kernel refused both to finish and to undo it:
+    /// part of `[off, off + mapped)` is reservation now, the other part is a fence elsewhere.
+    /// Its bytes are not handed out (`get` is `None`), it is never moved, `free` works.
+    broken: bool,
 }
 
 #[derive(Debug)]
@@ -523,6 +535,15 @@ impl PageArena {
         self.entry(id).copied().ok_or(ArenaError::InvalidId(id))
     }
 
+    /// `lookup`, refusing broken regions (which must not be moved or resized).
+    fn lookup_whole(&self, id: RegionId) -> Result<Entry, ArenaError> {
+        let e = self.lookup(id)?;
+        if e.broken {
+            return Err(ArenaError::Broken(id));
+        }
+        Ok(e)
+    }
+
     fn set_entry(&mut self, index: u32, e: Entry) {
         self.slots[index as usize].entry = Some(e);
     }
@@ -574,7 +595,7 @@ impl PageArena {
 
     /// Pointer and length of a live region (dangling for an empty one).
     pub(crate) fn raw_region(&self, id: RegionId) -> Option<(*mut u8, usize)> {
-        let e = self.entry(id)?;
+        let e = self.entry(id).filter(|e| !e.broken)?;
         if e.mapped == 0 {
             return Some((core::ptr::dangling_mut(), 0));
         }
@@ -602,13 +623,14 @@ impl PageArena {
             .values()
             .copied()
             .chain(empty)
-            .map(move |index| {
+            .filter_map(move |index| {
                 let id = RegionId {
                     arena: self.id,
                     index,
                     generation: self.slots[index as usize].generation,
                 };
-                (id, self.get(id).unwrap_or_default())
+                // Broken regions (see `ArenaError::Broken`) are not handed out.
+                self.get(id).map(|bytes| (id, bytes))
             })
     }
 
@@ -657,6 +679,7 @@ impl PageArena {
             len,
             mapped,
             align,
+            broken: false,
         };
         let index = match self.free_slots.pop() {
             Some(i) => i,
@@ -729,7 +752,7 @@ impl PageArena {
     /// # Ok::<(), remapvec::ArenaError>(())
     /// ```
     pub fn grow(&mut self, id: RegionId, new_len: usize) -> Result<(), ArenaError> {
-        let e = self.lookup(id)?;
+        let e = self.lookup_whole(id)?;
         if new_len < e.len {
             return Err(ArenaError::InvalidLength {
                 len: e.len,
@@ -763,7 +786,7 @@ impl PageArena {
             self.stats.regions.in_place += 1;
         } else {
             let dst = self.find_space(new_mapped, e.align)?;
-            calls += self.relocate_region(e, dst, new_mapped)?;
+            calls += self.relocate_region(id.index, e, dst, new_mapped)?;
             if e.mapped > 0 {
                 self.by_off.remove(&e.off);
                 self.holes.insert(e.off, e.mapped);
@@ -783,6 +806,7 @@ impl PageArena {
     /// On error nothing changed. Returns the system calls made.
     fn relocate_region(
         &mut self,
+        index: u32,
         e: Entry,
         dst: usize,
         new_mapped: usize,
@@ -801,12 +825,26 @@ impl PageArena {
         if sys::HAS_MREMAP {
             let mut mover = compact::Mover::new();
             let (outcome, err) = match mover.move_span(src_p, e.mapped, dst_p) {
-                Ok(()) => (Some(true), Errno(0)),
-                Err((err, 0)) => (Some(false), err),
+                Ok(()) => (Ok(true), Errno(0)),
+                Err((err, 0)) => (Ok(false), err),
                 Err((err, done)) => (mover.settle(src_p, e.mapped, dst_p, done), err),
             };
             calls += mover.calls;
-            if outcome == Some(true) {
+            if let Err((lo, hi)) = outcome {
+                // Cut in two, and the kernel refused to finish or undo: the region stays
+                // here, marked broken; its part at the destination becomes a fence.
+                self.fences.insert(dst + lo, hi - lo);
+                if let Some(b) = self.slots[index as usize].entry.as_mut() {
+                    b.broken = true;
+                }
+                // SAFETY: the tail is the mapping we just made in our own hole.
+                let _ = unsafe { sys::reserve_fixed(dst_p.add(e.mapped), tail) };
+                self.heal_scan(e.off, e.mapped);
+                self.heal_scan(dst, e.mapped);
+                self.rebuild_holes();
+                return Err(ArenaError::os("mremap", err));
+            }
+            if outcome == Ok(true) {
                 calls += self.heal_known_gap(e.off, e.mapped);
                 self.holes.remove(dst, new_mapped);
                 self.stats.regions.moved += 1;
@@ -852,7 +890,7 @@ impl PageArena {
     /// # Ok::<(), remapvec::ArenaError>(())
     /// ```
     pub fn shrink(&mut self, id: RegionId, new_len: usize) -> Result<(), ArenaError> {
-        let e = self.lookup(id)?;
+        let e = self.lookup_whole(id)?;
         if new_len > e.len {
             return Err(ArenaError::InvalidLength {
                 len: e.len,
@@ -971,7 +1009,7 @@ impl PageArena {
                 Ok(()) => Ok(()),
                 // Finish, or move the moved prefix back: all or nothing for the arena.
                 Err((err, done)) => match mover.settle(self.base, self.cap, new_base, done) {
-                    Some(true) => Ok(()),
+                    Ok(true) => Ok(()),
                     _ => Err(ArenaError::os("mremap", err)),
                 },
             };
@@ -989,11 +1027,11 @@ impl PageArena {
             let r = mover.move_span(src, len, dst);
             if let Err((err, done)) = r {
                 let whole = if done == 0 {
-                    Some(false)
+                    Ok(false)
                 } else {
                     mover.settle(src, len, dst, done)
                 };
-                if whole != Some(true) {
+                if whole != Ok(true) {
                     // Move the regions already moved back into their (vacated) old places.
                     for &(off, len) in regions[..k].iter().rev() {
                         // SAFETY: as above.

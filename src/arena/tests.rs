@@ -272,6 +272,7 @@ fn inject_all(
             skip,
             errno: libc::ENOMEM,
             partial,
+            repeat: 0,
         });
         let r = op(&mut a, &mut model);
         let pending = fault::disarm();
@@ -357,9 +358,57 @@ fn a_multi_mapping_move_that_stops_part_way_is_repaired() {
         skip: 0,
         errno: libc::ENOMEM,
         partial: Some(page()),
+        repeat: 0,
     });
     let r = a.compact();
     fault::disarm();
     check_model(&a, &model);
     assert!(r.is_err() || a.fragmentation() == 0.0);
+}
+
+#[test]
+fn a_region_cut_in_two_that_cannot_be_repaired_is_marked_broken() {
+    if !sys::HAS_MREMAP {
+        return;
+    }
+    for multi in [false, true] {
+        let opts = ArenaOptions::new()
+            .multi_mapping_move(multi)
+            .cost_model(CostModel::remap_only());
+        let (mut a, mut model) = fragmented(opts);
+        // The first move stops after one page, then finishing it and undoing it both fail.
+        fault::arm(fault::Plan {
+            skip: 0,
+            errno: libc::ENOMEM,
+            partial: Some(page()),
+            repeat: 2,
+        });
+        let r = a.compact();
+        fault::disarm();
+        assert!(r.is_err());
+        let broken: Vec<RegionId> = model
+            .keys()
+            .copied()
+            .filter(|id| a.contains(*id) && a.get(*id).is_none())
+            .collect();
+        assert_eq!(broken.len(), 1, "the cut region is marked broken");
+        let b = broken[0];
+        model.remove(&b);
+        // Every other region is intact; the arena's invariants hold (the stray part is a
+        // fence); broken regions are never moved, cannot be resized, and can be freed.
+        for (id, want) in &model {
+            assert!(a.get(*id) == Some(&want[..]));
+        }
+        check(&a);
+        assert!(!a.fences.is_empty());
+        assert!(matches!(a.grow(b, 1 << 20), Err(ArenaError::Broken(_))));
+        a.compact().unwrap();
+        for (id, want) in &model {
+            assert!(a.get(*id) == Some(&want[..]));
+        }
+        check(&a);
+        a.free(b).unwrap();
+        check(&a);
+        assert_eq!(a.iter().count(), model.len());
+    }
 }

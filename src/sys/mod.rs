@@ -158,6 +158,8 @@ pub(crate) mod fault {
         pub(crate) errno: i32,
         /// For `remap_fixed`: bytes moved for real before the failure.
         pub(crate) partial: Option<usize>,
+        /// Further calls that fail right after it (without a partial move).
+        pub(crate) repeat: u32,
     }
 
     #[cfg(test)]
@@ -187,7 +189,16 @@ pub(crate) mod fault {
                 p.set(Some(plan));
                 None
             } else {
-                p.set(None);
+                let next = if plan.repeat > 0 {
+                    Some(Plan {
+                        repeat: plan.repeat - 1,
+                        partial: None,
+                        ..plan
+                    })
+                } else {
+                    None
+                };
+                p.set(next);
                 Some((plan.errno, plan.partial))
             }
         })

@@ -25,7 +25,10 @@
 #[path = "common/mi.rs"]
 mod mi;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{
+    BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
+};
 use mi::Mi;
 use remapvec::{ArenaOptions, CostModel, PageArena, RemapVec, VecOptions};
 use std::hint::black_box;
@@ -38,15 +41,40 @@ fn huge() -> VecOptions {
     VecOptions::default().huge_pages(true)
 }
 
+/// A group with 10 samples (the suite must finish in minutes on 2 cores).
+fn group<'a>(
+    c: &'a mut Criterion,
+    name: &str,
+    warm_up_ms: u64,
+    secs: u64,
+) -> BenchmarkGroup<'a, WallTime> {
+    let mut g = c.benchmark_group(name);
+    g.sample_size(10);
+    g.warm_up_time(Duration::from_millis(warm_up_ms));
+    g.measurement_time(Duration::from_secs(secs));
+    g
+}
+
+/// Benches `$body` on a fresh buffer `$v = $new` per iteration, then drops it.
+macro_rules! bench_buf {
+    ($g:expr, $id:expr, $v:ident = $new:expr => $body:expr) => {
+        $g.bench_function($id, |b| {
+            b.iter(|| {
+                #[allow(unused_mut)]
+                let mut $v = $new;
+                $body;
+                black_box(&$v);
+            })
+        })
+    };
+}
+
 fn push_group<T: Copy>(c: &mut Criterion, name: &str, sizes: &[usize])
 where
     u64: TryInto<T>,
 {
     let elem = core::mem::size_of::<T>();
-    let mut g = c.benchmark_group(name);
-    g.sample_size(10);
-    g.warm_up_time(Duration::from_millis(500));
-    g.measurement_time(Duration::from_secs(3));
+    let mut g = group(c, name, 500, 3);
     for &bytes in sizes {
         let n = bytes / elem;
         g.throughput(Throughput::Elements(n as u64));
@@ -57,42 +85,12 @@ where
                 Err(_) => unreachable!(),
             }
         };
-        g.bench_function(id("std Vec (glibc)"), |b| {
-            b.iter(|| {
-                let mut v = Vec::new();
-                for i in 0..n {
-                    v.push(val(i));
-                }
-                black_box(&v);
-            })
-        });
-        g.bench_function(id("Vec on mimalloc"), |b| {
-            b.iter(|| {
-                let mut v = allocator_api2::vec::Vec::new_in(Mi);
-                for i in 0..n {
-                    v.push(val(i));
-                }
-                black_box(&v);
-            })
-        });
-        g.bench_function(id("RemapVec"), |b| {
-            b.iter(|| {
-                let mut v = RemapVec::new();
-                for i in 0..n {
-                    v.push(val(i));
-                }
-                black_box(&v);
-            })
-        });
-        g.bench_function(id("RemapVec huge pages"), |b| {
-            b.iter(|| {
-                let mut v = RemapVec::with_options(huge());
-                for i in 0..n {
-                    v.push(val(i));
-                }
-                black_box(&v);
-            })
-        });
+        bench_buf!(g, id("std Vec (glibc)"), v = Vec::new() => (0..n).for_each(|i| v.push(val(i))));
+        bench_buf!(g, id("Vec on mimalloc"), v = allocator_api2::vec::Vec::new_in(Mi)
+            => (0..n).for_each(|i| v.push(val(i))));
+        bench_buf!(g, id("RemapVec"), v = RemapVec::new() => (0..n).for_each(|i| v.push(val(i))));
+        bench_buf!(g, id("RemapVec huge pages"), v = RemapVec::with_options(huge())
+            => (0..n).for_each(|i| v.push(val(i))));
     }
     g.finish();
 }
@@ -103,85 +101,50 @@ fn bench_push(c: &mut Criterion) {
 }
 
 fn bench_extend(c: &mut Criterion) {
-    let mut g = c.benchmark_group("extend_u32");
-    g.sample_size(10);
-    g.warm_up_time(Duration::from_millis(500));
-    g.measurement_time(Duration::from_secs(3));
+    let mut g = group(c, "extend_u32", 500, 3);
     for bytes in [16 * MIB, GIB] {
         let n = bytes / 4;
         g.throughput(Throughput::Elements(n as u64));
         let id = |s: &str| BenchmarkId::new(s, format!("{}MiB", bytes / MIB));
         // A filter hides the exact length, so `extend` grows as it goes (like pushes).
-        g.bench_function(id("std Vec (glibc)"), |b| {
-            b.iter(|| {
-                let mut v: Vec<u32> = Vec::new();
-                v.extend((0..n as u32).filter(|x| x & 0x8000_0000 == 0));
-                black_box(&v);
-            })
-        });
-        g.bench_function(id("Vec on mimalloc"), |b| {
-            b.iter(|| {
-                let mut v: allocator_api2::vec::Vec<u32, Mi> = allocator_api2::vec::Vec::new_in(Mi);
-                v.extend((0..n as u32).filter(|x| x & 0x8000_0000 == 0));
-                black_box(&v);
-            })
-        });
-        g.bench_function(id("RemapVec"), |b| {
-            b.iter(|| {
-                let mut v: RemapVec<u32> = RemapVec::new();
-                v.extend((0..n as u32).filter(|x| x & 0x8000_0000 == 0));
-                black_box(&v);
-            })
-        });
+        let items = || (0..n as u32).filter(|x| x & 0x8000_0000 == 0);
+        bench_buf!(g, id("std Vec (glibc)"), v = Vec::<u32>::new() => v.extend(items()));
+        bench_buf!(g, id("Vec on mimalloc"), v = allocator_api2::vec::Vec::<u32, Mi>::new_in(Mi)
+            => v.extend(items()));
+        bench_buf!(g, id("RemapVec"), v = RemapVec::<u32>::new() => v.extend(items()));
     }
     g.finish();
 }
 
 /// Capacity doubling from 4 KiB to 1 GiB by `reserve`, writing every new byte or none.
 fn bench_doubling(c: &mut Criterion) {
-    let mut g = c.benchmark_group("double_4KiB_to_1GiB");
-    g.sample_size(10);
-    g.warm_up_time(Duration::from_millis(500));
-    g.measurement_time(Duration::from_secs(3));
+    let mut g = group(c, "double_4KiB_to_1GiB", 500, 3);
     g.throughput(Throughput::Bytes(GIB as u64));
     for write in [false, true] {
         let w = if write { "written" } else { "untouched" };
-        g.bench_function(BenchmarkId::new("std Vec (glibc)", w), |b| {
-            b.iter(|| {
-                let mut v: Vec<u8> = Vec::with_capacity(4096);
-                while v.capacity() < GIB {
-                    let target = v.capacity() * 2;
-                    v.reserve_exact(target - v.len());
+        // Double the capacity by `reserve_exact` up to 1 GiB, writing the new bytes or not.
+        macro_rules! double {
+            ($v:ident) => {
+                while $v.capacity() < GIB {
+                    let target = $v.capacity() * 2;
+                    $v.reserve_exact(target - $v.len());
                     if write {
-                        v.resize(target, 1);
+                        $v.resize(target, 1);
                     }
                 }
-                black_box(&v);
-            })
-        });
-        g.bench_function(BenchmarkId::new("RemapVec", w), |b| {
-            b.iter(|| {
-                let mut v: RemapVec<u8> = RemapVec::with_capacity(4096);
-                while v.capacity() < GIB {
-                    let target = v.capacity() * 2;
-                    v.reserve_exact(target - v.len());
-                    if write {
-                        v.resize(target, 1);
-                    }
-                }
-                black_box(&v);
-            })
-        });
+            };
+        }
+        bench_buf!(g, BenchmarkId::new("std Vec (glibc)", w), v = Vec::<u8>::with_capacity(4096)
+            => double!(v));
+        bench_buf!(g, BenchmarkId::new("RemapVec", w), v = RemapVec::<u8>::with_capacity(4096)
+            => double!(v));
     }
     g.finish();
 }
 
 /// The single worst step: one grow of a full 1 GiB buffer to 2 GiB. Filling is untimed.
 fn bench_worst_step(c: &mut Criterion) {
-    let mut g = c.benchmark_group("grow_full_1GiB_to_2GiB");
-    g.sample_size(10);
-    g.warm_up_time(Duration::from_millis(100));
-    g.measurement_time(Duration::from_secs(2));
+    let mut g = group(c, "grow_full_1GiB_to_2GiB", 100, 2);
     fn timed<V>(iters: u64, mut make: impl FnMut() -> V, mut grow: impl FnMut(&mut V)) -> Duration {
         let mut total = Duration::ZERO;
         for _ in 0..iters {
@@ -270,10 +233,7 @@ fn fragmented(opts: ArenaOptions) -> PageArena {
 }
 
 fn bench_arena(c: &mut Criterion) {
-    let mut g = c.benchmark_group("arena_compact_1GiB_half_holes");
-    g.sample_size(10);
-    g.warm_up_time(Duration::from_millis(100));
-    g.measurement_time(Duration::from_secs(2));
+    let mut g = group(c, "arena_compact_1GiB_half_holes", 100, 2);
     let memcpy = CostModel::copy_only();
     let modes = [
         ("multi-mapping mremap", ArenaOptions::new()),
@@ -301,10 +261,7 @@ fn bench_arena(c: &mut Criterion) {
 
     // Relocation: the arena is full and the addresses after it are taken, so growing moves
     // all its mappings to a new range at once.
-    let mut g = c.benchmark_group("arena_relocate_1GiB");
-    g.sample_size(10);
-    g.warm_up_time(Duration::from_millis(100));
-    g.measurement_time(Duration::from_secs(2));
+    let mut g = group(c, "arena_relocate_1GiB", 100, 2);
     for (name, opts) in &modes[..2] {
         g.bench_function(*name, |b| {
             b.iter_custom(|iters| {
@@ -343,19 +300,20 @@ fn bench_arena(c: &mut Criterion) {
 /// Grows of 64 vectors from 1 MiB to 64 MiB, doubling, while a plain `mmap` is made between
 /// any two grows; prints the share of grows that were in place.
 fn bench_in_place_share(c: &mut Criterion) {
-    let mut g = c.benchmark_group("grows_among_other_mappings");
-    g.sample_size(10);
-    g.warm_up_time(Duration::from_millis(100));
-    g.measurement_time(Duration::from_secs(2));
+    let mut g = group(c, "grows_among_other_mappings", 100, 2);
     let mut total = remapvec::GrowStats::default();
     g.bench_function("RemapVec, 64 vectors, 1->64 MiB", |b| {
         b.iter(|| {
-            let mut vs: Vec<RemapVec<u8>> = (0..64).map(|_| RemapVec::with_capacity(MIB)).collect();
+            // Without the reuse cache: a kept mapping would give a vector a large capacity
+            // up front, and there would be no grows to count.
+            let opts = VecOptions::default().reuse_freed(false);
+            let mut vs: Vec<RemapVec<u8>> = (0..64)
+                .map(|_| RemapVec::with_capacity_and_options(MIB, opts))
+                .collect();
             let mut others = Vec::new();
-            for _ in 0..6 {
+            for round in 1..=6 {
                 for v in &mut vs {
-                    let cap = v.capacity();
-                    v.reserve_exact(2 * cap - v.len());
+                    v.reserve_exact((MIB << round) - v.len());
                     // SAFETY: a fresh anonymous mapping, unmapped below.
                     let p = unsafe {
                         libc::mmap(

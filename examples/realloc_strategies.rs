@@ -166,67 +166,51 @@ impl<T: Copy> GrowStrategy<T> for ExplicitCopy<T> {
 mod mi;
 use mi::Mi;
 
-/// An `allocator_api2` Vec with a name and, for `RemapAlloc`, the process-wide grow counters.
-struct ApiVec<T, A: allocator_api2::alloc::Allocator + Copy> {
-    v: allocator_api2::vec::Vec<T, A>,
+/// Another strategy under a table name; with `remap`, its grow counters are the change in
+/// `RemapAlloc`'s process-wide counters since the last reset (for vectors in `RemapAlloc`).
+struct Named<S> {
+    inner: S,
     name: &'static str,
     remap: bool,
     base: GrowStats,
 }
 
-impl<T, A: allocator_api2::alloc::Allocator + Copy> GrowStrategy<T> for ApiVec<T, A> {
+impl<S> Named<S> {
+    fn new(inner: S, name: &'static str, remap: bool) -> Self {
+        Named {
+            inner,
+            name,
+            remap,
+            base: GrowStats::default(),
+        }
+    }
+}
+
+impl<T, S: GrowStrategy<T>> GrowStrategy<T> for Named<S> {
     fn name(&self) -> String {
         self.name.into()
     }
     fn push(&mut self, x: T) {
-        self.v.push(x);
+        self.inner.push(x);
     }
     fn len(&self) -> usize {
-        self.v.len()
+        self.inner.len()
     }
     fn capacity(&self) -> usize {
-        self.v.capacity()
+        self.inner.capacity()
     }
     fn as_slice(&self) -> &[T] {
-        &self.v
+        self.inner.as_slice()
     }
     fn grow_stats(&self) -> Option<GrowStats> {
-        self.remap
-            .then(|| delta(RemapAlloc::<System>::stats().growth, self.base))
+        if self.remap {
+            Some(delta(RemapAlloc::<System>::stats().growth, self.base))
+        } else {
+            self.inner.grow_stats()
+        }
     }
     fn reset(&mut self) {
-        self.v = allocator_api2::vec::Vec::new_in(*self.v.allocator());
-        self.base = RemapAlloc::<System>::stats().growth;
-    }
-}
-
-/// std Vec under the global allocator (which is `RemapAlloc` in the child process).
-struct GlobalVec<T> {
-    v: Vec<T>,
-    base: GrowStats,
-}
-
-impl<T> GrowStrategy<T> for GlobalVec<T> {
-    fn name(&self) -> String {
-        "std Vec, global RemapAlloc".into()
-    }
-    fn push(&mut self, x: T) {
-        self.v.push(x);
-    }
-    fn len(&self) -> usize {
-        self.v.len()
-    }
-    fn capacity(&self) -> usize {
-        self.v.capacity()
-    }
-    fn as_slice(&self) -> &[T] {
-        &self.v
-    }
-    fn grow_stats(&self) -> Option<GrowStats> {
-        Some(delta(RemapAlloc::<System>::stats().growth, self.base))
-    }
-    fn reset(&mut self) {
-        self.v = Vec::new();
+        self.inner.reset();
         self.base = RemapAlloc::<System>::stats().growth;
     }
 }
@@ -308,12 +292,11 @@ fn run_all<T: Elem>(n: usize) -> Vec<Row> {
             n,
         ),
         run_one(
-            &mut ApiVec {
-                v: allocator_api2::vec::Vec::<T, Mi>::new_in(Mi),
-                name: "mimalloc Vec",
-                remap: false,
-                base: GrowStats::default(),
-            },
+            &mut Named::new(
+                allocator_api2::vec::Vec::<T, Mi>::new_in(Mi),
+                "mimalloc Vec",
+                false,
+            ),
             n,
         ),
         run_one(&mut RemapVec::<T>::new(), n),
@@ -322,12 +305,11 @@ fn run_all<T: Elem>(n: usize) -> Vec<Row> {
             n,
         ),
         run_one(
-            &mut ApiVec {
-                v: allocator_api2::vec::Vec::<T, RemapAlloc>::new_in(RemapAlloc::new()),
-                name: "api2 Vec in RemapAlloc",
-                remap: true,
-                base: GrowStats::default(),
-            },
+            &mut Named::new(
+                allocator_api2::vec::Vec::<T, RemapAlloc>::new_in(RemapAlloc::new()),
+                "api2 Vec in RemapAlloc",
+                true,
+            ),
             n,
         ),
     ]
@@ -514,10 +496,7 @@ fn table<T: Elem>(a: &Args) {
 fn child<T: Elem>(a: &Args) {
     REMAP_GLOBAL.store(true, Ordering::Relaxed);
     let n = a.max / core::mem::size_of::<T>();
-    let mut s = GlobalVec::<T> {
-        v: Vec::new(),
-        base: GrowStats::default(),
-    };
+    let mut s = Named::new(Vec::<T>::new(), "std Vec, global RemapAlloc", true);
     let r = run_one(&mut s, n);
     println!("ROW\t{}", fmt_row(&r));
     print!("CSV\t{}", csv_row(&r));

@@ -3,14 +3,15 @@
 //! in one run. Used by the `realloc_strategies` example; implement it for your own buffer to
 //! add it to the same table.
 
+use crate::RemapVec;
 use crate::stats::GrowStats;
-use crate::{RemapAlloc, RemapVec};
 use std::time::{Duration, Instant};
 
 /// A growable buffer of `T` that the harness can push into and ask about.
 ///
 /// Implemented here for `std::vec::Vec`, [`RemapVec`] and `allocator_api2::vec::Vec` (any
-/// allocator); implement it for your own to measure it the same way.
+/// allocator); implement it for your own to measure it the same way. Grows of allocator-backed
+/// vectors are reported by the allocator (`RemapAlloc::stats`), not by `grow_stats`.
 ///
 /// ```
 /// use remapvec::strategy::{measure, GrowStrategy};
@@ -119,9 +120,11 @@ impl<T> GrowStrategy<T> for RemapVec<T> {
     }
 }
 
-impl<T> GrowStrategy<T> for allocator_api2::vec::Vec<T, RemapAlloc> {
+impl<T, A: allocator_api2::alloc::Allocator + Clone> GrowStrategy<T>
+    for allocator_api2::vec::Vec<T, A>
+{
     fn name(&self) -> String {
-        "allocator_api2 Vec in RemapAlloc".into()
+        format!("allocator_api2 Vec in {}", core::any::type_name::<A>())
     }
     fn push(&mut self, x: T) {
         allocator_api2::vec::Vec::push(self, x);
@@ -136,7 +139,7 @@ impl<T> GrowStrategy<T> for allocator_api2::vec::Vec<T, RemapAlloc> {
         self
     }
     fn reset(&mut self) {
-        *self = allocator_api2::vec::Vec::new_in(*self.allocator());
+        *self = allocator_api2::vec::Vec::new_in(self.allocator().clone());
     }
 }
 

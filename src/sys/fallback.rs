@@ -147,6 +147,18 @@ pub(crate) unsafe fn remap_fixed(
     Err(Errno(libc::ENOTSUP))
 }
 
+/// Not available without `mremap` (`ENOTSUP`).
+///
+/// # Safety
+/// As in the Linux backend.
+pub(crate) unsafe fn remap_fixed_dontunmap(
+    _addr: *mut u8,
+    _len: usize,
+    _dst: *mut u8,
+) -> Result<(), Errno> {
+    Err(Errno(libc::ENOTSUP))
+}
+
 /// Unmaps `[addr, addr + len)`.
 ///
 /// # Safety

@@ -229,6 +229,46 @@ pub(crate) unsafe fn remap_fixed(
     unsafe { remap_fixed_raw(addr, old_len, new_len, dst) }
 }
 
+/// Moves the single mapping `[addr, addr + len)` to exactly `dst` and leaves the source
+/// mapped (`MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP`, Linux 5.7+, see
+/// [`Features::dontunmap`](super::Features)): the source keeps its mapping, emptied (it reads
+/// as zero from now on), so no other thread's `mmap` can land there; the caller still owns it
+/// and turns it into whatever it needs (e.g. a reservation with [`reserve_fixed`]).
+///
+/// On error the source is unchanged, but the kernel may already have unmapped the destination
+/// (see [`remap_fixed`]): the caller must treat `[dst, dst + len)` as no longer its own.
+///
+/// # Safety
+/// As for [`remap_fixed`] with `old_len == new_len == len`; `[addr, addr + len)` must be one
+/// private mapping (the kernel refuses a range spanning several with `EFAULT`).
+pub(crate) unsafe fn remap_fixed_dontunmap(
+    addr: *mut u8,
+    len: usize,
+    dst: *mut u8,
+) -> Result<(), Errno> {
+    if let Some((errno, _)) = super::fault::hit() {
+        return Err(Errno(errno));
+    }
+    // SAFETY: the caller owns `[dst, dst + len)` (its own reservation), so the implicit unmap of
+    // the destination drops only memory it gave up; MREMAP_DONTUNMAP leaves the source mapped,
+    // so no range is left unmapped on success.
+    let p = unsafe {
+        libc::mremap(
+            addr.cast(),
+            len,
+            len,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED | libc::MREMAP_DONTUNMAP,
+            dst,
+        )
+    };
+    if p == MAP_FAILED {
+        Err(Errno::last())
+    } else {
+        debug_assert_eq!(p.cast::<u8>(), dst);
+        Ok(())
+    }
+}
+
 /// [`remap_fixed`] without fault injection.
 ///
 /// # Safety

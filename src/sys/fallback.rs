@@ -87,6 +87,25 @@ pub(crate) fn memfd() -> Result<i32, Errno> {
     Err(Errno(libc::ENOTSUP))
 }
 
+/// Makes `[addr, addr + len)`, part of the caller's reservation, zeroed read-write memory. The
+/// portable backend replaces the range (`MAP_FIXED`): POSIX has no way to drop pages in place.
+///
+/// # Safety
+/// The caller owns the whole range (its own reservation, never given up since).
+pub(crate) unsafe fn commit(addr: *mut u8, len: usize) -> Result<(), Errno> {
+    // SAFETY: the caller's contract, passed on.
+    unsafe { map_fixed(addr, len) }
+}
+
+/// Turns `[addr, addr + len)` back into a reservation, discarding its pages (`MAP_FIXED`).
+///
+/// # Safety
+/// The caller owns the whole range and nothing refers to its contents any more.
+pub(crate) unsafe fn decommit(addr: *mut u8, len: usize) -> Result<(), Errno> {
+    // SAFETY: the caller's contract, passed on.
+    unsafe { reserve_fixed(addr, len) }
+}
+
 /// Not reached without `memfd` (`ENOTSUP`).
 pub(crate) fn set_file_len(_fd: i32, _len: usize) -> Result<(), Errno> {
     Err(Errno(libc::ENOTSUP))

@@ -2,7 +2,6 @@
 //! `madvise`, `mincore`. The only foreign calls of the crate on Linux.
 
 use super::{Errno, Features};
-use core::ptr;
 use libc::{MAP_ANONYMOUS, MAP_FAILED, MAP_NORESERVE, MAP_PRIVATE, PROT_NONE, c_void};
 
 const PROT_RW: i32 = libc::PROT_READ | libc::PROT_WRITE;
@@ -59,12 +58,23 @@ pub(crate) fn reserve(hint: usize, len: usize) -> Result<*mut u8, Errno> {
     )
 }
 
-fn mmap_fixed(addr: *mut u8, len: usize, prot: i32, flags: i32) -> Result<(), Errno> {
+/// # Safety
+/// The caller owns `[addr, addr + len)` (see [`map_fixed`]).
+unsafe fn mmap_fixed(addr: *mut u8, len: usize, prot: i32, flags: i32) -> Result<(), Errno> {
     if let Some((errno, _)) = super::fault::hit() {
         return Err(Errno(errno));
     }
-    // SAFETY: the callers' contracts (below) say that they own `[addr, addr + len)`, so
-    // MAP_FIXED replaces only their own memory.
+    // SAFETY: the caller's contract, passed on.
+    unsafe { mmap_fixed_raw(addr, len, prot, flags) }
+}
+
+/// [`mmap_fixed`] without fault injection (for the feature probes).
+///
+/// # Safety
+/// The caller owns `[addr, addr + len)` (see [`map_fixed`]).
+unsafe fn mmap_fixed_raw(addr: *mut u8, len: usize, prot: i32, flags: i32) -> Result<(), Errno> {
+    // SAFETY: the callers' contracts say that they own `[addr, addr + len)`, so MAP_FIXED
+    // replaces only their own memory.
     let p = unsafe {
         libc::mmap(
             addr.cast(),
@@ -88,7 +98,8 @@ fn mmap_fixed(addr: *mut u8, len: usize, prot: i32, flags: i32) -> Result<(), Er
 /// `MAP_FIXED` discards whatever is mapped there: the caller must own the whole range (its
 /// own reservation or its own memory) and nothing may refer to it.
 pub(crate) unsafe fn map_fixed(addr: *mut u8, len: usize) -> Result<(), Errno> {
-    mmap_fixed(addr, len, PROT_RW, 0)
+    // SAFETY: the caller owns the range (contract above).
+    unsafe { mmap_fixed(addr, len, PROT_RW, 0) }
 }
 
 /// Turns `[addr, addr + len)` back into a `PROT_NONE`, `MAP_NORESERVE` reservation
@@ -97,7 +108,53 @@ pub(crate) unsafe fn map_fixed(addr: *mut u8, len: usize) -> Result<(), Errno> {
 /// # Safety
 /// As for [`map_fixed`]: the caller owns the whole range and nothing refers to it.
 pub(crate) unsafe fn reserve_fixed(addr: *mut u8, len: usize) -> Result<(), Errno> {
-    mmap_fixed(addr, len, PROT_NONE, MAP_NORESERVE)
+    // SAFETY: the caller owns the range (contract above).
+    unsafe { mmap_fixed(addr, len, PROT_NONE, MAP_NORESERVE) }
+}
+
+/// Makes `[addr, addr + len)`, part of the caller's own `PROT_NONE` reservation, readable and
+/// writable in place (`mprotect`). Unlike [`map_fixed`] it never unmaps anything, so a failure
+/// (e.g. `ENOMEM` from commit accounting) leaves the reservation where it was: no window in
+/// which another thread could map there. The pages read as whatever they held: zero for a range
+/// that was never written or was last [`decommit`]ted.
+///
+/// # Safety
+/// The caller owns the whole range (its own reservation, never given up since).
+pub(crate) unsafe fn commit(addr: *mut u8, len: usize) -> Result<(), Errno> {
+    if let Some((errno, _)) = super::fault::hit() {
+        return Err(Errno(errno));
+    }
+    // SAFETY: mprotect changes only the protection of the caller's own range; it never maps or
+    // unmaps, so no memory of anyone else is touched.
+    if unsafe { libc::mprotect(addr.cast(), len, PROT_RW) } == 0 {
+        Ok(())
+    } else {
+        Err(Errno::last())
+    }
+}
+
+/// Gives the pages of `[addr, addr + len)` back to the kernel and makes the range `PROT_NONE`
+/// again (`MADV_DONTNEED`, then `mprotect`): it stays mapped, so it stays the caller's, and
+/// reads as zero once [`commit`]ted again. Never unmaps anything, even on failure.
+///
+/// # Safety
+/// The caller owns the whole range (private anonymous memory of its own) and nothing refers to
+/// its contents any more.
+pub(crate) unsafe fn decommit(addr: *mut u8, len: usize) -> Result<(), Errno> {
+    if let Some((errno, _)) = super::fault::hit() {
+        return Err(Errno(errno));
+    }
+    // SAFETY: MADV_DONTNEED drops the pages of the caller's own private range (which it gave
+    // up); the mapping stays.
+    if unsafe { libc::madvise(addr.cast(), len, libc::MADV_DONTNEED) } != 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: as in `commit`: a protection change of the caller's own range.
+    if unsafe { libc::mprotect(addr.cast(), len, PROT_NONE) } == 0 {
+        Ok(())
+    } else {
+        Err(Errno::last())
+    }
 }
 
 /// Creates an anonymous memory file (`memfd_create`, close-on-exec) of size 0.
@@ -249,6 +306,15 @@ pub(crate) unsafe fn remap_fixed_dontunmap(
     if let Some((errno, _)) = super::fault::hit() {
         return Err(Errno(errno));
     }
+    // SAFETY: the caller's contract, passed on.
+    unsafe { remap_fixed_dontunmap_raw(addr, len, dst) }
+}
+
+/// [`remap_fixed_dontunmap`] without fault injection (for the feature probe).
+///
+/// # Safety
+/// As for [`remap_fixed_dontunmap`].
+unsafe fn remap_fixed_dontunmap_raw(addr: *mut u8, len: usize, dst: *mut u8) -> Result<(), Errno> {
     // SAFETY: the caller owns `[dst, dst + len)` (its own reservation), so the implicit unmap of
     // the destination drops only memory it gave up; MREMAP_DONTUNMAP leaves the source mapped,
     // so no range is left unmapped on success.
@@ -356,7 +422,8 @@ pub(crate) fn is_mapped(addr: *mut u8, len: usize) -> bool {
     true
 }
 
-/// Probes the kernel on scratch mappings that are unmapped again before returning.
+/// Probes the kernel on scratch mappings that live inside one reservation of our own for the
+/// whole probe; only ranges that are still provably ours are unmapped at the end.
 pub(crate) fn probe_features() -> Features {
     Features {
         multi_mapping_move: probe_multi_move(),
@@ -367,63 +434,72 @@ pub(crate) fn probe_features() -> Features {
 
 fn probe_multi_move() -> bool {
     let page = super::page_size();
-    // Two adjacent mappings that the kernel cannot merge (different protections), then a move
-    // of both in one call into a reservation we own.
-    let Ok(src) = reserve(0, 2 * page) else {
+    // One reservation of four pages: the source is its first two (a read-write page, then a
+    // PROT_NONE page: two mappings the kernel cannot merge), the destination its last two.
+    let Ok(base) = reserve(0, 4 * page) else {
         return false;
     };
-    // SAFETY: `src` is our own fresh reservation; MAP_FIXED over it replaces only it.
-    let first = unsafe {
-        libc::mmap(
-            src.cast(),
-            page,
-            PROT_RW,
-            MAP_PRIVATE | MAP_ANONYMOUS | libc::MAP_FIXED,
-            -1,
-            0,
-        )
-    };
-    let Ok(dst) = reserve(0, 2 * page) else {
-        // SAFETY: our own scratch range.
-        unsafe { libc::munmap(src.cast(), 2 * page) };
+    let (src, dst) = (base, base.wrapping_add(2 * page));
+    // SAFETY: `src..src + page` lies in the reservation we made above and have not given up.
+    if unsafe { mmap_fixed_raw(src, page, PROT_RW, 0) }.is_err() {
+        // A failed MAP_FIXED may have released that page: from here only the last three pages
+        // are provably ours.
+        // SAFETY: `src + page..base + 4 pages` is part of our reservation, untouched since.
+        unsafe {
+            let _ = unmap(src.wrapping_add(page), 3 * page);
+        }
         return false;
-    };
-    let ok = if first == MAP_FAILED {
-        false
+    }
+    // SAFETY: source and destination both lie in our own reservation, nothing refers to them.
+    let ok = unsafe { remap_fixed_raw(src, 2 * page, 2 * page, dst) }.is_ok();
+    if ok {
+        // The move vacated `src..src + 2 pages`: another thread may map there from now on, so
+        // it is never touched again. The destination holds our two moved mappings.
+        // SAFETY: `dst..dst + 2 pages` is where the successful move put our own mappings.
+        unsafe {
+            let _ = unmap(dst, 2 * page);
+        }
     } else {
-        // SAFETY: both ranges are our own scratch reservations, nothing refers to them.
-        unsafe { remap_fixed_raw(src, 2 * page, 2 * page, dst) }.is_ok()
-    };
-    // SAFETY: our own scratch ranges (munmap of an already unmapped range is harmless).
-    unsafe {
-        libc::munmap(src.cast(), 2 * page);
-        libc::munmap(dst.cast(), 2 * page);
+        // A failed MREMAP_FIXED may have released (part of) its destination before failing,
+        // and a multi-mapping move may have moved a prefix of the source: neither range is
+        // provably ours any more, so both are left alone. This leaks at most four pages of
+        // address space (one of them read-write, never touched), once per process, on a
+        // kernel without the multi-mapping move.
     }
     ok
 }
 
 fn probe_dontunmap() -> bool {
     let page = super::page_size();
-    let Ok(src) = map_anon(0, page) else {
+    // One reservation of two pages: a read-write source page, then the destination page.
+    let Ok(base) = reserve(0, 2 * page) else {
         return false;
     };
-    // SAFETY: `src` is our own scratch mapping; MAYMOVE without FIXED replaces nothing.
-    let p = unsafe {
-        libc::mremap(
-            src.cast(),
-            page,
-            page,
-            libc::MREMAP_MAYMOVE | libc::MREMAP_DONTUNMAP,
-            ptr::null_mut::<c_void>(),
-        )
-    };
-    let ok = p != MAP_FAILED;
-    // SAFETY: our own scratch mappings.
-    unsafe {
-        if ok {
-            libc::munmap(p, page);
+    let dst = base.wrapping_add(page);
+    // SAFETY: `base..base + page` lies in the reservation we made above.
+    if unsafe { mmap_fixed_raw(base, page, PROT_RW, 0) }.is_err() {
+        // SAFETY: the destination page is part of our reservation, untouched since.
+        unsafe {
+            let _ = unmap(dst, page);
         }
-        libc::munmap(src.cast(), page);
+        return false;
+    }
+    // SAFETY: both pages are ours (made above); the destination is our own reservation.
+    let ok = unsafe { remap_fixed_dontunmap_raw(base, page, dst) }.is_ok();
+    if ok {
+        // MREMAP_DONTUNMAP left the source mapped, so both pages are still ours.
+        // SAFETY: `base..base + 2 pages`: the source kept its mapping, the destination holds
+        // the moved page; nothing was ever unmapped in between.
+        unsafe {
+            let _ = unmap(base, 2 * page);
+        }
+    } else {
+        // The source page is ours (a failed mremap leaves it in place); the destination may
+        // have been released by the failed call and is left alone.
+        // SAFETY: the source page is our mapping, made above and never moved.
+        unsafe {
+            let _ = unmap(base, page);
+        }
     }
     ok
 }

@@ -46,10 +46,46 @@ unsafe impl Send for Region {}
 // synchronized by whoever holds the region (`&mut` for writes).
 unsafe impl Sync for Region {}
 
-/// Set when hint placement failed for a reason other than a taken slot (the zone is beyond
-/// this process's address space, e.g. under valgrind or with a 39-bit VA) while the kernel's
-/// own placement worked: later regions skip straight to the kernel.
+/// Set once placement in the zone is known to be impossible for good: a one-page reservation
+/// at a zone address failed for a reason other than a taken slot while one placed by the
+/// kernel succeeded (the zone lies beyond this process's address space, e.g. under valgrind or
+/// with a 39-bit VA). Later regions then skip straight to the kernel. A failure that a
+/// one-page probe does not reproduce (a request too large for the memory, `RLIMIT_AS`
+/// briefly reached by another thread, `vm.max_map_count`) never sets it.
 static ZONE_UNUSABLE: AtomicBool = AtomicBool::new(false);
+
+/// After a zone placement at `addr` failed with something else than `EEXIST`: whether the
+/// zone itself is unreachable (a permanent cause), decided by two one-page reservations.
+fn zone_unreachable(addr: usize, calls: &mut u32) -> bool {
+    let page = sys::page_size();
+    *calls += 1;
+    match sys::reserve(addr, page) {
+        Ok(p) => {
+            *calls += 1;
+            // SAFETY: `p..p + page` is the reservation MAP_FIXED_NOREPLACE just made for us.
+            unsafe {
+                let _ = sys::unmap(p, page);
+            }
+            false
+        }
+        Err(Errno(libc::EEXIST)) => false,
+        Err(_) => {
+            *calls += 1;
+            match sys::reserve(0, page) {
+                Ok(p) => {
+                    *calls += 1;
+                    // SAFETY: `p..p + page` is the reservation the kernel just placed for us.
+                    unsafe {
+                        let _ = sys::unmap(p, page);
+                    }
+                    true
+                }
+                // Nothing can be mapped anywhere right now: a transient shortage.
+                Err(_) => false,
+            }
+        }
+    }
+}
 
 /// The alignment a region of `len` bytes is placed at: the caller's `align`, at least a page,
 /// 2 MiB from 2 MiB on (whole page-table pages move), 1 GiB from 1 GiB on.
@@ -84,7 +120,6 @@ fn create(kind: Kind, hint: usize, len: usize) -> Result<*mut u8, Errno> {
 /// with room after it to grow in place. Counts every system call in `calls`.
 fn place(kind: Kind, len: usize, align: usize, calls: &mut u32) -> Result<*mut u8, Errno> {
     let align = placement_align(len, align);
-    let mut zone_failed = false;
     if !ZONE_UNUSABLE.load(Ordering::Relaxed)
         && let Some(slot) = zone::slot_size(len, align)
     {
@@ -97,17 +132,15 @@ fn place(kind: Kind, len: usize, align: usize, calls: &mut u32) -> Result<*mut u
                 Ok(p) => return Ok(p),
                 Err(Errno(libc::EEXIST)) => continue,
                 Err(_) => {
-                    zone_failed = true;
+                    if zone_unreachable(addr, calls) {
+                        ZONE_UNUSABLE.store(true, Ordering::Relaxed);
+                    }
                     break;
                 }
             }
         }
     }
-    let p = place_by_kernel(kind, len, align, calls)?;
-    if zone_failed {
-        ZONE_UNUSABLE.store(true, Ordering::Relaxed);
-    }
-    Ok(p)
+    place_by_kernel(kind, len, align, calls)
 }
 
 /// A `PROT_NONE` reservation of `len` bytes (page multiple) placed like a region: in the
@@ -350,12 +383,18 @@ impl Region {
 /// every page in again (2.5 µs each on a VM: most of the time of filling a large vector).
 /// Instead up to [`reuse::SLOTS`] regions of [`reuse::MIN`] to [`reuse::MAX`] bytes are kept,
 /// their pages marked `MADV_FREE`: the kernel may reclaim them under memory pressure (they
-/// then read as zero); until then a write reuses them without a fault. Never used by the
-/// allocator (its path must not lock) or the arena.
+/// then read as zero); until then a write reuses them without a fault.
+///
+/// Lock-free and allocation-free: each slot is claimed with a compare-exchange (`EMPTY` or
+/// `FULL` to `BUSY`), filled or emptied, and released with a store. No thread ever waits for
+/// another, so a `fork` while another thread is inside `put` or `take` cannot hang the child
+/// (it finds that slot `BUSY` and skips it; the mapping in it is leaked in the child). The
+/// budget is exact: bytes are counted in [`KEPT`](reuse) *before* a slot is filled and only
+/// uncounted after it is emptied, so the kept mappings never exceed [`reuse::MAX`] in total.
 pub(crate) mod reuse {
     use super::Region;
     use crate::sys;
-    use parking_lot::Mutex;
+    use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering::*};
 
     /// Regions kept at most.
     pub(crate) const SLOTS: usize = 4;
@@ -364,10 +403,82 @@ pub(crate) mod reuse {
     /// Largest region kept, and the most kept in all: 4 GiB.
     pub(crate) const MAX: usize = 4 << 30;
 
-    /// `(address, length, alignment, advised for huge pages)`.
-    type Entry = (usize, usize, usize, bool);
+    const EMPTY: u8 = 0;
+    const BUSY: u8 = 1;
+    const FULL: u8 = 2;
 
-    static CACHE: Mutex<[Option<Entry>; SLOTS]> = parking_lot::const_mutex([None; SLOTS]);
+    /// One kept mapping. The fields are written only by the thread that moved `state` from
+    /// `EMPTY` to `BUSY`, and read as a whole only by one that moved it from `FULL` to
+    /// `BUSY`; other readers use them as hints (atomics: a racy read is a stale value, not UB).
+    struct Slot {
+        state: AtomicU8,
+        addr: AtomicUsize,
+        len: AtomicUsize,
+        /// Alignment, with bit 0 set when the region was advised for huge pages (alignments
+        /// are at least a page, so bit 0 is free).
+        meta: AtomicUsize,
+        /// Order of insertion: the lowest is evicted first.
+        stamp: AtomicU64,
+    }
+
+    #[allow(clippy::declare_interior_mutable_const)]
+    const NEW_SLOT: Slot = Slot {
+        state: AtomicU8::new(EMPTY),
+        addr: AtomicUsize::new(0),
+        len: AtomicUsize::new(0),
+        meta: AtomicUsize::new(0),
+        stamp: AtomicU64::new(0),
+    };
+
+    static CACHE: [Slot; SLOTS] = [NEW_SLOT; SLOTS];
+    /// Bytes in `FULL` slots plus bytes promised to slots being filled: never above `MAX`.
+    static KEPT: AtomicUsize = AtomicUsize::new(0);
+    static STAMP: AtomicU64 = AtomicU64::new(1);
+
+    /// Bytes in the full slots right now, summed slot by slot (for tests).
+    #[cfg(test)]
+    pub(crate) fn kept_bytes() -> usize {
+        CACHE
+            .iter()
+            .filter(|s| s.state.load(Acquire) == FULL)
+            .map(|s| s.len.load(Relaxed))
+            .sum()
+    }
+
+    /// Empties the slot `i`, which the caller moved from `FULL` to `BUSY`, and returns what it
+    /// held: `(address, length, meta)`. The bytes stay counted in `KEPT` (the caller uncounts
+    /// or transfers them).
+    fn empty(i: usize) -> (usize, usize, usize) {
+        let s = &CACHE[i];
+        let e = (s.addr.load(Relaxed), s.len.load(Relaxed), s.meta.load(Relaxed));
+        s.state.store(EMPTY, Release);
+        e
+    }
+
+    /// Evicts the oldest kept region: unmaps it and uncounts its bytes. Returns the system
+    /// calls made (0 when no slot could be claimed).
+    fn evict_oldest() -> u32 {
+        for _ in 0..SLOTS {
+            let oldest = (0..SLOTS)
+                .filter(|&i| CACHE[i].state.load(Relaxed) == FULL)
+                .min_by_key(|&i| CACHE[i].stamp.load(Relaxed));
+            let Some(i) = oldest else { return 0 };
+            if CACHE[i]
+                .state
+                .compare_exchange(FULL, BUSY, Acquire, Relaxed)
+                .is_err()
+            {
+                continue; // taken meanwhile: look again
+            }
+            let (p, l, _) = empty(i);
+            // SAFETY: the cache owned this mapping alone (it was put there by `put`, which gave
+            // up the region) and we just emptied its slot, so nobody else can reach it.
+            let _ = unsafe { sys::unmap(p as *mut u8, l) };
+            KEPT.fetch_sub(l, Release);
+            return 1;
+        }
+        0
+    }
 
     /// Keeps `region` for reuse, or unmaps it. Returns the system calls made.
     pub(crate) fn put(region: Region, huge: bool) -> u32 {
@@ -376,38 +487,65 @@ pub(crate) mod reuse {
             drop(region);
             return 1;
         }
+        let mut calls = 0;
+        // Count the bytes first, evicting old regions while that would exceed the budget.
+        let mut kept = KEPT.load(Relaxed);
+        loop {
+            if kept + len <= MAX {
+                match KEPT.compare_exchange_weak(kept, kept + len, Acquire, Relaxed) {
+                    Ok(_) => break,
+                    Err(k) => kept = k,
+                }
+            } else {
+                let evicted = evict_oldest();
+                if evicted == 0 {
+                    // Over budget and nothing to evict (other threads are filling slots).
+                    drop(region);
+                    return calls + 1;
+                }
+                calls += evicted;
+                kept = KEPT.load(Relaxed);
+            }
+        }
+        // A free slot, evicting the oldest region while all are full.
+        let mut slot = None;
+        for _ in 0..=SLOTS {
+            slot = (0..SLOTS).find(|&i| {
+                CACHE[i]
+                    .state
+                    .compare_exchange(EMPTY, BUSY, Acquire, Relaxed)
+                    .is_ok()
+            });
+            if slot.is_some() {
+                break;
+            }
+            let evicted = evict_oldest();
+            if evicted == 0 {
+                break;
+            }
+            calls += evicted;
+        }
+        let Some(i) = slot else {
+            KEPT.fetch_sub(len, Release);
+            drop(region);
+            return calls + 1;
+        };
+        calls += 1;
         // SAFETY: the region is ours and its contents are given up (the vector is dropped).
         if unsafe { sys::advise_free(region.as_ptr(), len) }.is_err() {
+            CACHE[i].state.store(EMPTY, Release);
+            KEPT.fetch_sub(len, Release);
             drop(region);
-            return 2;
+            return calls + 1;
         }
-        let align = region.align;
+        let meta = region.align | usize::from(huge);
         let (ptr, len) = region.into_raw_parts();
-        let evicted = {
-            let mut c = CACHE.lock();
-            let total: usize = c.iter().flatten().map(|e| e.1).sum();
-            // Evict the oldest (slot 0) while full or over budget, shifting the rest down.
-            let mut evicted = [None; SLOTS];
-            let mut n = 0;
-            let mut total = total;
-            while c.iter().all(Option::is_some) || total + len > MAX {
-                let Some(old) = c[0] else { break };
-                total -= old.1;
-                evicted[n] = Some(old);
-                n += 1;
-                c.rotate_left(1);
-                c[SLOTS - 1] = None;
-            }
-            let slot = c.iter().position(Option::is_none).unwrap_or(SLOTS - 1);
-            c[slot] = Some((ptr.as_ptr() as usize, len, align, huge));
-            evicted
-        };
-        let mut calls = 1;
-        for (p, l, _, _) in evicted.into_iter().flatten() {
-            calls += 1;
-            // SAFETY: a cached region is owned by the cache alone; it was just removed.
-            let _ = unsafe { sys::unmap(p as *mut u8, l) };
-        }
+        let s = &CACHE[i];
+        s.addr.store(ptr.as_ptr() as usize, Relaxed);
+        s.len.store(len, Relaxed);
+        s.meta.store(meta, Relaxed);
+        s.stamp.store(STAMP.fetch_add(1, Relaxed), Relaxed);
+        s.state.store(FULL, Release);
         calls
     }
 
@@ -417,47 +555,82 @@ pub(crate) mod reuse {
         if !sys::HAS_MREMAP {
             return None;
         }
-        let mut c = CACHE.lock();
-        let best = c
-            .iter()
-            .enumerate()
-            .filter_map(|(i, e)| e.map(|e| (i, e)))
-            .filter(|&(_, (p, l, _, h))| l >= len && p % align == 0 && h == huge)
-            .min_by_key(|&(_, (_, l, _, _))| l)?;
-        c[best.0] = None;
-        let (p, l, a, _) = best.1;
-        // SAFETY: the cache owned this mapping of `l` bytes made by `Region` with alignment
-        // `a`, and hands it over now.
-        Some(unsafe {
-            Region::from_raw_parts(core::ptr::NonNull::new(p as *mut u8)?, l, a.max(align))
-        })
+        let fits = |addr: usize, l: usize, meta: usize| {
+            l >= len && addr.is_multiple_of(align) && (meta & 1 == 1) == huge
+        };
+        for _ in 0..SLOTS {
+            // Pick by the (possibly stale) contents, then claim and check for real.
+            let best = (0..SLOTS)
+                .filter(|&i| CACHE[i].state.load(Acquire) == FULL)
+                .map(|i| {
+                    let s = &CACHE[i];
+                    (i, s.addr.load(Relaxed), s.len.load(Relaxed), s.meta.load(Relaxed))
+                })
+                .filter(|&(_, a, l, m)| fits(a, l, m))
+                .min_by_key(|&(_, _, l, _)| l)?;
+            if CACHE[best.0]
+                .state
+                .compare_exchange(FULL, BUSY, Acquire, Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            let s = &CACHE[best.0];
+            let (a, l, m) = (s.addr.load(Relaxed), s.len.load(Relaxed), s.meta.load(Relaxed));
+            if !fits(a, l, m) {
+                // Replaced between the look and the claim: put it back.
+                s.state.store(FULL, Release);
+                continue;
+            }
+            let (a, l, m) = empty(best.0);
+            KEPT.fetch_sub(l, Release);
+            // SAFETY: the cache owned this mapping of `l` bytes, made by `Region` with alignment
+            // `m & !1`; we emptied its slot, so it is ours alone now.
+            return Some(unsafe {
+                Region::from_raw_parts(
+                    core::ptr::NonNull::new(a as *mut u8)?,
+                    l,
+                    (m & !1).max(align),
+                )
+            });
+        }
+        None
     }
 }
 
-/// After a failed `MREMAP_FIXED` into our reservation at `dst`: the kernel may already have
-/// unmapped the reservation. Release it without ever unmapping someone else's memory: take the
-/// range back with `MAP_FIXED_NOREPLACE` first (succeeds only if it is entirely free), and
-/// unmap only what is provably ours.
+/// Bytes of address space given up after a failed move because their ownership could not be
+/// proven again (see [`release_failed_reservation`]): left alone for the life of the process.
+static ABANDONED: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Address space abandoned so far by failed moves (reservations that may still be ours but
+/// cannot be proven to be).
+#[cfg(test)]
+pub(crate) fn abandoned_bytes() -> usize {
+    ABANDONED.load(Ordering::Relaxed)
+}
+
+/// After a failed `MREMAP_FIXED` into our reservation at `dst`.
+///
+/// The kernel unmaps the destination before it moves anything, and most refusals (commit
+/// accounting, `RLIMIT_AS` on older kernels, the map count) come after that: the range was
+/// free for a moment, and another thread's `mmap` may have landed there. So "still mapped"
+/// proves nothing. Ownership is proven again only by a `MAP_FIXED_NOREPLACE` of the whole
+/// range that succeeds; then it is ours and is given back. Otherwise (`EEXIST`: someone
+/// else's mapping, or our reservation if the kernel refused before unmapping it) the range is
+/// left alone for good: at worst a `PROT_NONE`, `MAP_NORESERVE` reservation is leaked, never
+/// someone else's memory unmapped.
 fn release_failed_reservation(dst: *mut u8, len: usize, calls: &mut u32) {
     *calls += 1;
     match sys::reserve(dst as usize, len) {
-        // The kernel had released it; we own it again and give it back.
-        // SAFETY: we just reserved exactly this range.
+        // SAFETY: MAP_FIXED_NOREPLACE just made `p..p + len` for us: no one else can have a
+        // mapping there, and we never hand it out.
         Ok(p) => unsafe {
             *calls += 1;
             let _ = sys::unmap(p, len);
         },
-        // Still (wholly) mapped: our reservation survived the failed call.
-        Err(_) if sys::is_mapped(dst, len) => {
-            *calls += 2;
-            // SAFETY: the range is wholly mapped right after a failed mremap that either
-            // released our whole reservation or nothing of it; nothing else of this process
-            // places mappings in our zone slots (the kernel allocates top-down, far away).
-            unsafe {
-                let _ = sys::unmap(dst, len);
-            }
+        Err(_) => {
+            ABANDONED.fetch_add(len, Ordering::Relaxed);
         }
-        Err(_) => *calls += 1,
     }
 }
 

@@ -151,3 +151,152 @@ fn drop_unmaps() {
     drop(r);
     assert!(!sys::is_mapped(p, len));
 }
+
+/// Where the "other thread" of the ownership tests mapped its memory, and its length.
+#[cfg(all(target_os = "linux", not(feature = "force-fallback")))]
+static FOREIGN: std::sync::Mutex<Option<(usize, usize)>> = std::sync::Mutex::new(None);
+
+/// Stands for another thread that maps `[dst, dst + len)` the instant it is free: after the
+/// kernel released the destination of a failing `MREMAP_FIXED`. Writes a pattern there.
+#[cfg(all(target_os = "linux", not(feature = "force-fallback")))]
+fn kernel_released_and_another_thread_mapped(dst: *mut u8, len: usize) {
+    // SAFETY: stands for the kernel's own unmap of the destination inside the failing call
+    // (the range is the test region's own reservation at this point).
+    unsafe { sys::unmap(dst, len).unwrap() };
+    let p = sys::map_anon(dst as usize, len).expect("the freed range can be mapped");
+    // SAFETY: the "foreign" mapping we just made, `len >= 1` bytes.
+    unsafe { p.write_bytes(0x5A, sys::page_size()) };
+    *FOREIGN.lock().unwrap() = Some((p as usize, len));
+}
+
+/// Issue 10, defect 4: after a failed `MREMAP_FIXED` grow whose destination the kernel had
+/// released and another thread had mapped, the crate must not unmap that mapping.
+#[cfg(all(target_os = "linux", not(feature = "force-fallback")))]
+#[test]
+fn a_failed_move_never_unmaps_what_another_thread_mapped_at_its_destination() {
+    use crate::sys::fault;
+    if crate::sys::valgrind() {
+        return; // no MREMAP_FIXED under valgrind
+    }
+    let page = sys::page_size();
+    let (mut r, _) = Region::new(2 * MIB, 1).unwrap();
+    fill(&r, 2 * MIB, 7);
+    // Growth in place is blocked by a mapping right after the region.
+    let end = r.as_ptr() as usize + r.len();
+    let blocker = sys::map_anon(end, page).unwrap();
+    // remap_in_place (fails for real), the destination reservation, then remap_fixed fails.
+    fault::set_hook(Some(kernel_released_and_another_thread_mapped));
+    fault::arm(fault::Plan {
+        skip: 2,
+        errno: libc::ENOMEM,
+        partial: None,
+        repeat: 0,
+    });
+    let g = r.grow(8 * MIB);
+    fault::disarm();
+    fault::set_hook(None);
+    let (p, len) = FOREIGN.lock().unwrap().take().expect("the hook ran");
+    // Whatever the grow did next (a plain MREMAP_MAYMOVE), the contents are intact.
+    if g.is_ok() {
+        assert!(r.len() >= 8 * MIB);
+    }
+    check(&r, 2 * MIB, 7);
+    // The other thread's memory is still mapped and unchanged.
+    assert!(sys::is_mapped(p as *mut u8, len), "foreign mapping unmapped");
+    // SAFETY: the foreign mapping is mapped (checked) and ours to read in this test.
+    unsafe {
+        assert_eq!(*(p as *const u8), 0x5A);
+        sys::unmap(p as *mut u8, len).unwrap();
+        sys::unmap(blocker, page).unwrap();
+    }
+}
+
+/// Issue 10, defect 4: a grow refused for its size (the kernel unmaps the destination, then
+/// refuses the commit charge) gives the destination back without leaking address space, again
+/// and again.
+#[cfg(all(target_os = "linux", not(feature = "force-fallback")))]
+#[test]
+fn failed_moves_take_their_destination_back_when_they_can() {
+    use crate::sys::fault;
+    if crate::sys::valgrind() {
+        return;
+    }
+    let page = sys::page_size();
+    let (mut r, _) = Region::new(2 * MIB, 1).unwrap();
+    let end = r.as_ptr() as usize + r.len();
+    let blocker = sys::map_anon(end, page).unwrap();
+    let before = abandoned_bytes();
+    for _ in 0..50 {
+        fault::set_hook(Some(|dst, len| {
+            // The kernel's unmap of the destination, and nobody maps there.
+            // SAFETY: the test region's own destination reservation.
+            unsafe { sys::unmap(dst, len).unwrap() };
+        }));
+        // Fail the MREMAP_FIXED and the plain MREMAP_MAYMOVE after it.
+        fault::arm(fault::Plan {
+            skip: 2,
+            errno: libc::ENOMEM,
+            partial: None,
+            repeat: 1,
+        });
+        let _ = r.grow(64 * MIB);
+        fault::disarm();
+        fault::set_hook(None);
+    }
+    // Other tests running at the same time may abandon ranges too, but not these 50 × 64 MiB.
+    assert!(abandoned_bytes() - before < 50 * 64 * MIB);
+    // SAFETY: our blocker.
+    unsafe { sys::unmap(blocker, page).unwrap() };
+}
+
+/// Issue 10, defect 11: one transient failure to place in the zone (here an injected
+/// `ENOMEM`, as when another thread briefly reaches `RLIMIT_AS`) must not switch the zone off.
+#[cfg(all(target_os = "linux", not(feature = "force-fallback")))]
+#[test]
+fn a_transient_placement_failure_keeps_the_zone() {
+    use crate::sys::fault;
+    if crate::sys::valgrind() {
+        return; // valgrind's address space has no zone
+    }
+    fault::arm(fault::Plan {
+        skip: 0,
+        errno: libc::ENOMEM,
+        partial: None,
+        repeat: 0,
+    });
+    let (r, _) = Region::new(4 * MIB, 1).unwrap();
+    fault::disarm();
+    drop(r);
+    assert!(!ZONE_UNUSABLE.load(Ordering::Relaxed));
+    let (r, _) = Region::new(4 * MIB, 1).unwrap();
+    let a = r.as_ptr() as usize;
+    assert!(
+        (zone::START..zone::END).contains(&a),
+        "placed outside the zone: {a:#x}"
+    );
+}
+
+/// Issue 10, defect 13: the reuse cache never keeps more than its budget, whatever the order
+/// of puts and takes (an empty first slot stopped the eviction before).
+#[cfg(all(target_os = "linux", not(feature = "force-fallback")))]
+#[test]
+fn the_reuse_cache_keeps_its_budget_exactly() {
+    const GIB: usize = 1 << 30;
+    // Mappings are never touched: address space only.
+    let region = |len| Region::new(len, 1).unwrap().0;
+    reuse::put(region(GIB), false);
+    reuse::put(region(GIB), false);
+    let taken = reuse::take(GIB, 1, false);
+    assert!(reuse::kept_bytes() <= reuse::MAX);
+    reuse::put(region(4 * GIB), false);
+    assert!(
+        reuse::kept_bytes() <= reuse::MAX,
+        "{} bytes kept",
+        reuse::kept_bytes()
+    );
+    for len in [GIB, 2 * GIB, 3 * GIB, 4 * GIB, 3 * GIB, GIB] {
+        reuse::put(region(len), false);
+        assert!(reuse::kept_bytes() <= reuse::MAX);
+    }
+    drop(taken);
+}

@@ -280,6 +280,7 @@ pub(crate) unsafe fn remap_fixed(
             // SAFETY: a prefix of the ranges the caller owns (contract above).
             unsafe { remap_fixed_raw(addr, done, done, dst) }?;
         }
+        super::fault::run_hook(dst, new_len);
         return Err(Errno(errno));
     }
     // SAFETY: the caller's contract, passed on unchanged.
@@ -453,6 +454,7 @@ fn probe_multi_move() -> bool {
     // SAFETY: source and destination both lie in our own reservation, nothing refers to them.
     let ok = unsafe { remap_fixed_raw(src, 2 * page, 2 * page, dst) }.is_ok();
     if ok {
+        super::fault::run_hook(src, 2 * page);
         // The move vacated `src..src + 2 pages`: another thread may map there from now on, so
         // it is never touched again. The destination holds our two moved mappings.
         // SAFETY: `dst..dst + 2 pages` is where the successful move put our own mappings.

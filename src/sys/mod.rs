@@ -204,6 +204,37 @@ pub(crate) mod fault {
         })
     }
 
+    /// Stands for another thread that maps memory the instant a range this crate held became
+    /// free: the destination of a failing `remap_fixed` (which the kernel may have unmapped
+    /// before refusing) or the source a probe's move vacated. Tests check that the crate never
+    /// touches what the hook mapped there.
+    #[cfg(test)]
+    pub(crate) type Hook = fn(dst: *mut u8, len: usize);
+
+    #[cfg(test)]
+    thread_local! {
+        static HOOK: Cell<Option<Hook>> = const { Cell::new(None) };
+    }
+
+    /// Sets (or clears) the current thread's hook, run once at the next such moment.
+    #[cfg(test)]
+    pub(crate) fn set_hook(hook: Option<Hook>) {
+        HOOK.with(|h| h.set(hook));
+    }
+
+    /// Runs and clears the current thread's hook, if any.
+    #[cfg(test)]
+    pub(crate) fn run_hook(dst: *mut u8, len: usize) {
+        if let Some(h) = HOOK.with(Cell::take) {
+            h(dst, len);
+        }
+    }
+
+    /// No hooks outside tests.
+    #[cfg(not(test))]
+    #[inline(always)]
+    pub(crate) fn run_hook(_dst: *mut u8, _len: usize) {}
+
     /// Never fails outside tests.
     #[cfg(not(test))]
     #[inline(always)]

@@ -142,3 +142,33 @@ fn zone_slots_are_aligned_to_their_size_and_leave_room() {
     // Absurd sizes get no slot (the kernel places them, or refuses).
     assert_eq!(zone::slot_size(usize::MAX / 2, page), None);
 }
+
+/// Issue 10, defect 6: the multi-mapping probe must not unmap the range its move vacated:
+/// another thread may have mapped there the instant it was free.
+#[cfg(all(target_os = "linux", not(feature = "force-fallback")))]
+#[test]
+fn the_feature_probe_never_unmaps_a_range_it_vacated() {
+    use std::sync::Mutex;
+    static FOREIGN: Mutex<Option<(usize, usize)>> = Mutex::new(None);
+    if super::valgrind() {
+        return;
+    }
+    super::fault::set_hook(Some(|addr, len| {
+        let p = super::map_anon(addr as usize, len).expect("the vacated range is free");
+        // SAFETY: the "foreign" mapping just made, `len` bytes.
+        unsafe { p.write_bytes(0x3C, len) };
+        *FOREIGN.lock().unwrap() = Some((p as usize, len));
+    }));
+    let f = super::probe_features();
+    super::fault::set_hook(None);
+    let Some((p, len)) = FOREIGN.lock().unwrap().take() else {
+        assert!(!f.multi_mapping_move, "the move succeeded but the hook did not run");
+        return;
+    };
+    assert!(super::is_mapped(p as *mut u8, len), "foreign mapping unmapped");
+    // SAFETY: the foreign mapping is mapped (checked above) and belongs to this test.
+    unsafe {
+        assert!(core::slice::from_raw_parts(p as *const u8, len).iter().all(|&b| b == 0x3C));
+        super::unmap(p as *mut u8, len).unwrap();
+    }
+}

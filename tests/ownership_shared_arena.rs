@@ -549,15 +549,20 @@ fn other_arena_inside_closure_works_as_outside() {
 fn from_arena_regions_have_locks() {
     within("from_arena then nested access", || {
         let mut arena = remapvec::PageArena::new();
-        let ids: Vec<_> = (0..70).map(|_| arena.alloc(8).unwrap()).collect();
+        let ids: Vec<_> = (0..130).map(|_| arena.alloc(8).unwrap()).collect();
         for &id in &ids[..60] {
             arena.free(id).unwrap();
         }
         let shared = SharedArena::from_arena(arena);
+        // Slots 129 and 65 shared a stripe (index % 64) before.
         shared
-            .read(ids[69], |_| shared.write(ids[65], |x| x.fill(1)).unwrap())
+            .read(ids[129], |_| shared.write(ids[65], |x| x.fill(1)).unwrap())
             .unwrap();
         assert_eq!(shared.read(ids[65], |x| x[0]).unwrap(), 1);
+        let again = shared.alloc(8).unwrap(); // reuses a freed slot below the top
+        shared
+            .write(again, |_| shared.write(ids[129], |x| x.fill(2)).unwrap())
+            .unwrap();
     });
 }
 

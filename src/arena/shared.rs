@@ -46,35 +46,43 @@ const FAIR_WAIT: Duration = Duration::from_millis(10);
 /// region, or one mutable borrow, per thread; and nothing that may move a mapping while a
 /// borrow is held. Inside a closure of region `a` of an arena, on the same thread:
 ///
-/// | call                                       | in `read(a, ..)`          | in `write(a, ..)`         |
-/// |--------------------------------------------|---------------------------|---------------------------|
-/// | `read(a, ..)`                              | runs                      | panics: already mutably borrowed |
-/// | `read(b, ..)`, `b != a`                    | runs                      | runs                      |
-/// | `write(a, ..)`                             | panics: already borrowed  | panics: already borrowed  |
-/// | `write(b, ..)`, `b != a`, not borrowed by this thread | runs      | runs                      |
-/// | `write(b, ..)`, `b` borrowed further out   | panics: already borrowed  | panics: already borrowed  |
-/// | `len()`, `is_empty()`                      | runs                      | runs                      |
-/// | `alloc`, `free`, `grow`, `shrink`, `compact` (any id) | panics: arena borrowed | panics: arena borrowed |
-/// | any call with a freed or foreign id        | `Err(InvalidId)`          | `Err(InvalidId)`          |
-/// | any call on another `SharedArena`          | as outside a closure      | as outside a closure      |
+/// | call                                         | in `read(a, ..)`         | in `write(a, ..)`                |
+/// |----------------------------------------------|--------------------------|----------------------------------|
+/// | `read(a, ..)`                                | runs                     | panics: already mutably borrowed |
+/// | `write(a, ..)`                               | panics: already borrowed | panics: already mutably borrowed |
+/// | `read(b, ..)`, `b != a`                      | runs                     | runs                             |
+/// | `write(b, ..)`, `b != a`                     | runs (1)                 | runs (1)                         |
+/// | `read(b, ..)` inside a `write(b, ..)` further out | panics: already mutably borrowed | same             |
+/// | `write(b, ..)` inside a `read`/`write` of `b` further out | panics: already (mutably) borrowed | same     |
+/// | `len()`, `is_empty()`                        | runs                     | runs                             |
+/// | `alloc`, `free`, `grow`, `shrink`, `compact` (any id) | panics: arena borrowed | panics: arena borrowed  |
+/// | any call with a freed or foreign id          | `Err(InvalidId)`         | `Err(InvalidId)`                 |
+/// | any call on another `SharedArena`            | as outside a closure (2) | as outside a closure (2)         |
+///
+/// (1) once other threads' borrows of `b` end. (2) but see the lock order below.
 ///
 /// The same holds at any depth: a call is checked against every borrow the thread holds, not
 /// only the innermost. A panic unwinds out of the closures and releases their borrows; the
 /// arena stays usable (its locks do not poison).
 ///
-/// "Runs" holds whatever other threads do: a nested `read`, `len` or `is_empty` never waits for
-/// a writer that is only waiting (for the arena or for the region); it waits only for one
-/// that holds its lock, which runs no closure of this thread's and finishes (structural
-/// operations run no user code; a `write` closure of another thread runs until it returns). A
-/// nested `write(b, ..)` waits until other threads' borrows of `b` end.
+/// Other threads waiting never make a nested call deadlock: a nested `read`, `len` or
+/// `is_empty` never waits for a writer that is only waiting (for the arena or for the region:
+/// it may be waiting for this very thread); it waits only for a writer that holds the lock,
+/// that is a structural operation (it runs no user code and finishes) or another thread's
+/// `write` closure of that region. A nested `write(b, ..)` waits until other threads' borrows
+/// of `b` end. A waiting `alloc`/`free`/`grow`/`shrink`/`compact` gets its turn when the
+/// outermost closures end.
 ///
 /// What the arena cannot rule out is a cycle of waits through the caller's own code, as with
-/// two [`Mutex`](std::sync::Mutex)es: thread 1 reads `a` and writes `b` inside, thread 2 reads
-/// `b` and writes `a` inside; or a closure that waits (joins, receives) for another thread that
-/// writes a region the closure borrows or calls `alloc`/`free`/`grow`/`shrink`/`compact` on
-/// this arena; or arena `x`'s closure calling `y.alloc(..)` while another thread in `y`'s
-/// closure writes what `x`'s closure borrows or calls `x.alloc(..)`. Take regions and arenas
-/// in one order, or do structural work outside closures.
+/// two [`RwLock`](std::sync::RwLock)s: two threads, each inside a closure of a region the
+/// other then asks for, where each request conflicts with the other's borrow (one of the two
+/// is a `write`): `read(a, |_| write(b))` against `read(b, |_| write(a))`, or
+/// `read(a, |_| read(b))` against `write(b, |_| write(a))`; or a closure that waits (joins,
+/// receives) for another thread that writes a region the closure borrows or calls `alloc`,
+/// `free`, `grow`, `shrink` or `compact` on this arena; or arena `x`'s closure calling
+/// `y.alloc(..)` while another thread in `y`'s closure writes what `x`'s closure borrows or
+/// calls `x.alloc(..)`. Take regions and arenas in one order, or do structural work outside
+/// closures.
 ///
 /// ```
 /// let arena = remapvec::SharedArena::new();
@@ -106,9 +114,9 @@ const FAIR_WAIT: Duration = Duration::from_millis(10);
 ///
 /// A thread that holds no borrow of any `SharedArena` queues fairly behind waiting writers,
 /// for the arena and for a region; after waiting 10 ms behind a writer that is itself waiting
-/// for readers, it joins the readers already inside. This bounds how long readers may starve a
-/// writer's turn only by those readers' own closures, and it lets a closure wait for helper
-/// threads (scoped threads, a thread pool) that read the arena while a writer waits.
+/// for readers, it joins the readers already inside. So a closure may wait for helper threads
+/// (scoped threads, a thread pool) that read the arena while a writer waits; in exchange a
+/// writer may wait for as long as readers that arrived after it keep overlapping.
 pub struct SharedArena {
     inner: RwLock<Inner>,
 }

@@ -169,8 +169,10 @@ impl CostModel {
     }
 
     /// Measures the model on this machine (about 50 ms): moves of 1 and 256 pages by
-    /// `mremap`, and copies of 256 pages into fresh pages, on scratch mappings. Without
-    /// `mremap` returns the defaults.
+    /// `mremap`, each followed by re-reserving the vacated source (as the arena does), and
+    /// copies of 256 pages into fresh pages. Every scratch mapping lives inside one
+    /// reservation held for the whole measurement, so no other thread's memory is ever moved
+    /// over or unmapped. Without `mremap` returns the defaults.
     ///
     /// ```no_run
     /// let c = remapvec::CostModel::measure();
@@ -180,69 +182,174 @@ impl CostModel {
         let page = sys::page_size();
         let n = 256;
         let reps = 64;
-        if !sys::HAS_MREMAP {
-            return CostModel::default();
-        }
-        let Ok(a) = sys::map_anon(0, n * page) else {
-            return CostModel::default();
-        };
-        let Ok(b) = sys::reserve(0, n * page) else {
-            // SAFETY: our scratch mapping.
-            let _ = unsafe { sys::unmap(a, n * page) };
-            return CostModel::default();
-        };
-        // SAFETY: `a` is our fresh mapping of n pages.
-        unsafe { a.write_bytes(1, n * page) };
-        let time_moves = |pages: usize| {
-            let t = Instant::now();
-            let (mut src, mut dst) = (a, b);
-            for _ in 0..reps {
-                // SAFETY: both are our scratch ranges; each move leaves the source
-                // unmapped, and the next move goes back into it (nothing else maps there
-                // within this loop).
-                if unsafe { sys::remap_fixed(src, pages * page, pages * page, dst) }.is_err() {
-                    return None;
-                }
-                core::mem::swap(&mut src, &mut dst);
-            }
-            Some((t.elapsed().as_nanos() as f64 / reps as f64, src))
-        };
-        let one = time_moves(1);
-        let many = time_moves(n);
         let mut model = CostModel::default();
-        if let (Some((t1, _)), Some((tn, _))) = (one, many) {
-            model.syscall_ns = t1;
+        if !sys::HAS_MREMAP {
+            return model;
+        }
+        // Layout, with a reservation page between neighbours so that no two scratch mappings
+        // merge: [a1 | - | b1 | - | an | - | bn | - | c].
+        let (a1, b1, an) = (0, 2 * page, 4 * page);
+        let bn = an + (n + 1) * page;
+        let c = bn + (n + 1) * page;
+        let Some(mut s) = Scratch::new(c + n * page) else {
+            return model;
+        };
+        if !s.commit(a1, page) || !s.commit(an, n * page) {
+            return model;
+        }
+        // SAFETY: `an` is committed read-write scratch memory of `n` pages, ours alone.
+        unsafe { s.at(an).write_bytes(1, n * page) };
+        let one = s.time_moves(a1, b1, page, reps);
+        let (many, data) = match s.time_moves(an, bn, n * page, reps) {
+            (Some(t), at) => (Some(t), at),
+            (None, at) => (None, at),
+        };
+        if let (Some(t1), Some(tn)) = (one.0, many) {
+            // Each timed step is a move plus one re-reservation: two system calls.
             model.remap_ns_per_page = ((tn - t1) / (n - 1) as f64).max(0.0);
+            model.syscall_ns = ((t1 - model.remap_ns_per_page) / 2.0).max(0.0);
         }
         // Copies into fresh pages (fault + copy) and into the same pages again (copy only).
         let (mut fresh, mut warm) = (0.0, 0.0);
         let rounds = 8;
+        let mut done = 0;
         for _ in 0..rounds {
-            let Ok(dst) = sys::map_anon(0, n * page) else {
+            if !s.commit(c, n * page) {
                 break;
-            };
+            }
             for pass in 0..2 {
                 let t = Instant::now();
-                // SAFETY: `a` holds n mapped pages (the even number of moves above brings
-                // them back to `a`; a failed move stops before moving), `dst` is a fresh
-                // mapping of the same size.
-                unsafe { core::ptr::copy_nonoverlapping(a.cast_const(), dst, n * page) };
+                // SAFETY: `data` holds the n committed pages (a failed move leaves them where
+                // they were), `c` was just committed; both are ours and distinct.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(s.at(data).cast_const(), s.at(c), n * page)
+                };
                 let ns = t.elapsed().as_nanos() as f64 / n as f64;
                 if pass == 0 { fresh += ns } else { warm += ns }
             }
-            // SAFETY: our scratch mapping.
-            let _ = unsafe { sys::unmap(dst, n * page) };
+            done += 1;
+            if !s.decommit(c, n * page) {
+                break;
+            }
         }
-        if warm > 0.0 {
-            model.copy_ns_per_page = warm / rounds as f64;
-            model.fault_ns_per_page = ((fresh - warm) / rounds as f64).max(0.0);
-        }
-        // SAFETY: our scratch ranges.
-        unsafe {
-            let _ = sys::unmap(a, n * page);
-            let _ = sys::unmap(b, n * page);
+        if warm > 0.0 && done > 0 {
+            model.copy_ns_per_page = warm / done as f64;
+            model.fault_ns_per_page = ((fresh - warm) / done as f64).max(0.0);
         }
         model
+    }
+}
+
+/// The scratch space of [`CostModel::measure`]: one reservation, held until drop, inside
+/// which every scratch mapping is made and moved. A range a failed call may have released, or
+/// that someone else mapped after a move vacated it, is lost: never touched again, not even
+/// by the final unmap (it is leaked).
+struct Scratch {
+    base: *mut u8,
+    len: usize,
+    lost: Vec<(usize, usize)>,
+}
+
+impl Scratch {
+    fn new(len: usize) -> Option<Scratch> {
+        // Without a hint the kernel picks free addresses: the reservation is ours.
+        let base = sys::reserve(0, len).ok()?;
+        Some(Scratch {
+            base,
+            len,
+            lost: Vec::new(),
+        })
+    }
+
+    fn at(&self, off: usize) -> *mut u8 {
+        self.base.wrapping_add(off)
+    }
+
+    /// Makes `[off, off + len)` read-write.
+    fn commit(&mut self, off: usize, len: usize) -> bool {
+        // SAFETY: a range of our reservation, never lost (`commit` is only called on ranges
+        // that hold our reservation or our decommitted pages). `measure` runs only with the
+        // Linux backend, whose `commit` never unmaps, even on failure.
+        unsafe { sys::commit(self.at(off), len) }.is_ok()
+    }
+
+    /// Gives the pages of `[off, off + len)` back, keeping the range ours.
+    fn decommit(&mut self, off: usize, len: usize) -> bool {
+        // SAFETY: committed scratch memory of ours; `decommit` never unmaps on Linux.
+        unsafe { sys::decommit(self.at(off), len) }.is_ok()
+    }
+
+    /// Moves the scratch mapping at `src` to `dst` (both inside the reservation, distinct),
+    /// then makes `src` a reservation again: with `MREMAP_DONTUNMAP` the source never stops
+    /// being ours; without it, it is taken back with `MAP_FIXED_NOREPLACE`. `false` when
+    /// something failed (the ranges that may have changed hands are lost).
+    fn move_once(&mut self, src: usize, dst: usize, len: usize) -> bool {
+        let (s, d) = (self.at(src), self.at(dst));
+        if sys::features().dontunmap {
+            // SAFETY: `[d, d + len)` is ours: our reservation, or a source we emptied with
+            // DONTUNMAP and re-reserved in place; `[s, s + len)` is one scratch mapping of
+            // ours (guard pages keep it from merging), nothing refers to either.
+            if unsafe { sys::remap_fixed_dontunmap(s, len, d) }.is_err() {
+                // The destination may have been unmapped before the kernel gave up.
+                self.lost.push((dst, len));
+                return false;
+            }
+            // SAFETY: DONTUNMAP left `[s, s + len)` mapped (emptied): still ours.
+            if unsafe { sys::reserve_fixed(s, len) }.is_err() {
+                self.lost.push((src, len));
+                return false;
+            }
+            return true;
+        }
+        // SAFETY: as above for the destination; the source is ours and will be vacated.
+        if unsafe { sys::remap_fixed(s, len, len, d) }.is_err() {
+            self.lost.push((dst, len));
+            return false;
+        }
+        // The source is vacated: ours again only if NOREPLACE succeeds.
+        if sys::reserve(s as usize, len).is_err() {
+            self.lost.push((src, len));
+            return false;
+        }
+        true
+    }
+
+    /// Nanoseconds per step of `reps` moves back and forth between `a` and `b` (each a move
+    /// and a re-reservation), and where the mapping ended up.
+    fn time_moves(&mut self, a: usize, b: usize, len: usize, reps: usize) -> (Option<f64>, usize) {
+        let t = Instant::now();
+        let (mut src, mut dst) = (a, b);
+        for _ in 0..reps {
+            if !self.move_once(src, dst, len) {
+                // A failed move leaves its source in place; a failed re-reservation happens
+                // after the move, so the mapping is at `dst`.
+                let at = if self.lost.last().is_some_and(|&(o, _)| o == dst) {
+                    src
+                } else {
+                    dst
+                };
+                return (None, at);
+            }
+            core::mem::swap(&mut src, &mut dst);
+        }
+        (Some(t.elapsed().as_nanos() as f64 / reps as f64), src)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        self.lost.sort_unstable();
+        let mut cur = 0;
+        let lost = core::mem::take(&mut self.lost);
+        for (o, l) in lost.into_iter().chain(core::iter::once((self.len, 0))) {
+            if o > cur {
+                // SAFETY: `[cur, o)` holds no lost range: every page of it is our reservation
+                // or a scratch mapping we made or moved there onto our own range, never
+                // vacated without being taken back by NOREPLACE.
+                let _ = unsafe { sys::unmap(self.at(cur), o - cur) };
+            }
+            cur = cur.max(o + l);
+        }
     }
 }
 
@@ -275,9 +382,13 @@ impl Mover {
         }
         self.calls += 1;
         self.remaps += 1;
-        // SAFETY: the arena calls this only with ranges it owns: the source is its regions'
-        // pages, the destination its own free space or scratch reservation, and `&mut self`
-        // means no slice of either is alive.
+        // SAFETY: every caller passes a source that holds only the arena's own mappings
+        // (regions it committed or moved there, holes it reserved) and a destination it holds
+        // and has not given up since: a hole (reserved by the arena, never vacated, or taken
+        // back by a MAP_FIXED_NOREPLACE that succeeded), a fresh reservation of its own
+        // (relocation), or a range it re-reserved with MAP_FIXED_NOREPLACE just before
+        // (`settle`). The call sites say which. `&mut` on the arena means no slice of either
+        // is alive.
         match unsafe { sys::remap_fixed(src, len, len, dst) } {
             Ok(()) => Ok(()),
             Err(e) => Err((e, self.moved_prefix(src, len))),
@@ -285,7 +396,11 @@ impl Mover {
     }
 
     /// Bytes at the start of `[src, src + len)` that are no longer mapped: the first mapped
-    /// page, by binary search with one-page `mincore` probes.
+    /// page, by binary search with one-page `mincore` probes. The kernel moves mappings in
+    /// address order, so the moved part is a prefix, and a page of it found unmapped was
+    /// moved away by this call (it was ours, mapped, just before). The result is used only
+    /// to decide what to move and what to take back with `MAP_FIXED_NOREPLACE`: a vacated
+    /// page is never assumed to be ours.
     fn moved_prefix(&mut self, src: *mut u8, len: usize) -> usize {
         let page = sys::page_size();
         let pages = len / page;
@@ -309,10 +424,15 @@ impl Mover {
     }
 
     /// After a move of `[src, src + len)` to `dst` stopped with `done` bytes moved: finish
-    /// it, or else move the moved part back. `Ok(true)`: all at `dst`; `Ok(false)`: all at
-    /// `src` (the moved-back range at `dst` is left unmapped: the caller re-reserves it);
-    /// `Err((lo, hi))`: the kernel refused both, and bytes `[lo, hi)` of the span are at `dst`,
-    /// the rest at `src`.
+    /// it, or else move the moved part back. `Ok(true)`: all at `dst` (the source is
+    /// vacated); `Ok(false)`: all at `src` (`[dst, dst + len)` is vacated or may have been
+    /// released: the caller reclaims it); `Err((lo, hi))`: the kernel refused both, bytes
+    /// `[lo, hi)` of the span are at `dst`, the rest at `src`.
+    ///
+    /// The failed call may have released the destination slice of the mapping it stopped at,
+    /// so finishing first takes the rest of the destination back with `MAP_FIXED_NOREPLACE`
+    /// (which fails while any of it is still our reservation: then we undo instead); undoing
+    /// first takes the vacated source prefix back the same way.
     pub(super) fn settle(
         &mut self,
         src: *mut u8,
@@ -322,6 +442,11 @@ impl Mover {
     ) -> Result<bool, (usize, usize)> {
         while done < len {
             let (s, d) = (src.wrapping_add(done), dst.wrapping_add(done));
+            self.calls += 1;
+            // Ownership proof for `move_span`'s destination: this NOREPLACE succeeded.
+            if sys::reserve(d as usize, len - done).is_err() {
+                break;
+            }
             match self.move_span(s, len - done, d) {
                 Ok(()) => done = len,
                 Err((_, 0)) => break,
@@ -331,15 +456,15 @@ impl Mover {
         if done == len {
             return Ok(true);
         }
-        // Undo: re-reserve the vacated source prefix (never replacing anything), then move
-        // the prefix back onto it.
-        self.calls += 1;
-        if sys::reserve(src as usize, done).is_err() {
-            return Err((0, done));
-        }
         let mut back = 0;
         while back < done {
             let (s, d) = (dst.wrapping_add(back), src.wrapping_add(back));
+            self.calls += 1;
+            // Ownership proof for `move_span`'s destination: the vacated source prefix taken
+            // back by this NOREPLACE.
+            if sys::reserve(d as usize, done - back).is_err() {
+                return Err((back, done));
+            }
             match self.move_span(s, done - back, d) {
                 Ok(()) => back = done,
                 Err((_, 0)) => return Err((back, done)),
@@ -466,14 +591,19 @@ impl PageArena {
         };
         let old_high = self.high_water();
         let mut scratch = 0;
+        let mut scratch_end = 0;
         if scratch_len > 0 {
-            scratch = old_high.next_multiple_of(sys::PMD_SIZE);
-            if scratch + scratch_len > self.cap {
+            // Above every region and every fence: all holes, the arena's own reservation.
+            let scratch_span = scratch_len + sys::PMD_SIZE;
+            scratch = old_high
+                .max(self.fences_end())
+                .next_multiple_of(sys::PMD_SIZE);
+            if scratch + scratch_span > self.cap {
                 let top_free = self.holes.ending_at(self.cap).map_or(0, |(_, l)| l);
-                let need =
-                    (scratch + scratch_len + sys::PMD_SIZE).saturating_sub(self.cap) + top_free;
+                let need = (scratch + scratch_span).saturating_sub(self.cap) + top_free;
                 self.grow_arena(need)?;
             }
+            scratch_end = scratch + scratch_span;
         }
         let page = sys::page_size();
         let cost = self.opts.cost;
@@ -490,8 +620,8 @@ impl PageArena {
                 || cost.copy_ns(run.len / page, fresh_pages, fresh.len())
                     < cost.remap_ns(run.len / page, calls, overlap);
             if self.fenced(run.dst, run.len) {
-                // Another mapping appeared in the arena during this compaction (see
-                // `heal_known_gap`): stop here, consistent, with the rest unmoved.
+                // A range this compaction vacated could not be taken back (someone mapped
+                // there), or a failed call fenced it: stop here, consistent, the rest unmoved.
                 break;
             }
             let r = if copy {
@@ -502,6 +632,10 @@ impl PageArena {
                 // Through scratch: align the scratch copy like the source modulo 2 MiB so
                 // that whole page-table pages move when the run is 2 MiB-aligned.
                 let tmp = scratch + run.src % sys::PMD_SIZE;
+                if self.fenced(tmp, run.len) {
+                    // An earlier run's scratch pages could not be taken back: stop here.
+                    break;
+                }
                 self.remap_run(run, run.src, tmp, &mut mover, &mut rep)
                     .and_then(|()| {
                         let moved = Run {
@@ -534,7 +668,7 @@ impl PageArena {
         rep.syscalls += mover.calls;
         rep.remap_calls += mover.remaps;
         // Give the free space the runs left behind back to the reservation.
-        let free_end = self.cap.min(old_high.max(scratch + scratch_len));
+        let free_end = self.cap.min(old_high.max(scratch_end));
         rep.syscalls += self.release_garbage(&garbage, free_end);
         self.rebuild_holes();
         rep.holes_after = self.holes.count();
@@ -627,10 +761,18 @@ impl PageArena {
             rep.syscalls += 1;
             // SAFETY: `[start, end)` lies at or after the target and before the run's source,
             // so above every region already placed and below every region not yet moved:
-            // free space of the arena (holes, or pages vacated earlier in this compaction),
-            // all the arena's own; the caller checked it for fences.
-            unsafe { sys::map_fixed(self.base.add(start), end - start) }
-                .map_err(|e| ArenaError::os("mmap", e))?;
+            // free space of the arena, which is its own (holes it reserved, and sources
+            // vacated earlier in this compaction that a MAP_FIXED_NOREPLACE took back; what
+            // it could not take back is a fence, and the caller checked the run's target
+            // for fences). `commit` only changes the protection.
+            if let Err(e) = unsafe { sys::commit(self.base.add(start), end - start) } {
+                // Linux: the range is still our reservation. Portable backend (`MAP_FIXED`):
+                // it may have been released, so it is reclaimed before anything else.
+                if !sys::HAS_MREMAP {
+                    rep.syscalls += self.reclaim(start, end - start).0;
+                }
+                return Err(ArenaError::os("mmap", e));
+            }
             garbage.add(start, end - start);
         }
         // SAFETY: both ranges are mapped read-write now and belong to the arena; `copy`
@@ -648,8 +790,9 @@ impl PageArena {
     }
 
     /// Remaps a run from `src` (where its items are now) to `dst` (no overlap): one call, or
-    /// one per region without the multi-mapping move; then re-reserves the vacated pages. On
-    /// failure records what moved, settles a region cut in two, heals, and returns the error.
+    /// one per region without the multi-mapping move; then takes the vacated pages back with
+    /// `MAP_FIXED_NOREPLACE` (fencing what it cannot). On failure records what moved, settles
+    /// a region cut in two, reclaims what is not ours any more, and returns the error.
     fn remap_run(
         &mut self,
         run: &Run,
@@ -674,7 +817,8 @@ impl PageArena {
             fail
         };
         let Some((err, done)) = failure else {
-            rep.syscalls += self.heal_known_gap(src, run.len);
+            // The whole source is vacated: ours again only through NOREPLACE (else fenced).
+            rep.syscalls += self.reclaim(src, run.len).0;
             self.rehome(&run.items, run.src, dst);
             rep.regions_moved += run.items.len();
             rep.regions_remapped += run.items.len();
@@ -683,7 +827,6 @@ impl PageArena {
         };
         // Part of the run may have moved: whole regions below `done` did.
         let mut moved = Vec::new();
-        let mut broken = None;
         let mut cut = None;
         for it in &run.items {
             let rel = it.off - run.src;
@@ -693,59 +836,53 @@ impl PageArena {
                 cut = Some((*it, done - rel));
             }
         }
+        // Run-relative ends: `[0, vacated)` of the source no longer holds our pages;
+        // `[kept, len)` of the destination holds none of them either (and may have been
+        // released by the failed call, or vacated by an undo).
+        let (mut vacated, mut kept) = (done, done);
+        let mut broken = None;
         if let Some((it, part)) = cut {
             let rel = it.off - run.src;
             match mover.settle(at(src + rel), it.mapped, at(dst + rel), part) {
-                Ok(true) => moved.push(it),
-                Ok(false) => {}
-                Err((lo, hi)) => {
-                    // Both finishing and undoing were refused (two refusals in a row). The
-                    // region is recorded where its larger part is and marked broken; the
-                    // other parts become fences, so nothing maps over their pages.
-                    if (hi - lo) * 2 > it.mapped {
-                        moved.push(it);
-                        if lo > 0 {
-                            self.fences.insert(src + rel, lo);
-                        }
-                        if hi < it.mapped {
-                            self.fences.insert(src + rel + hi, it.mapped - hi);
-                        }
-                    } else {
-                        self.fences.insert(dst + rel + lo, hi - lo);
-                    }
-                    broken = Some(it.index);
+                Ok(true) => {
+                    moved.push(it);
+                    (vacated, kept) = (rel + it.mapped, rel + it.mapped);
+                }
+                Ok(false) => (vacated, kept) = (rel, rel),
+                Err(_) => {
+                    // Both finishing and undoing were refused (two refusals in a row): the
+                    // region is broken, both its ranges fenced (each holds part of it).
+                    broken = Some((it.index, src + rel, dst + rel, it.mapped));
+                    (vacated, kept) = (rel, rel + it.mapped);
                 }
             }
         }
         rep.regions_moved += moved.len();
         rep.regions_remapped += moved.len();
         rep.bytes_remapped += moved.iter().map(|i| i.mapped as u64).sum::<u64>();
-        // `rehome` maps run-relative offsets from the run's original start.
-        let shifted: Vec<Item> = moved;
-        for it in &shifted {
+        // `it.off` is where each item is now (`src`-relative from the run's start).
+        for it in &moved {
             self.by_off.remove(&it.off);
         }
-        for it in &shifted {
+        for it in &moved {
             let off = dst + (it.off - run.src);
             self.by_off.insert(off, it.index);
             if let Some(e) = self.slots[it.index as usize].entry.as_mut() {
                 e.off = off;
             }
         }
-        if let Some(index) = broken
-            && let Some(e) = self.slots[index as usize].entry.as_mut()
-        {
-            e.broken = true;
+        if let Some((index, s, d, len)) = broken {
+            self.break_region(index, &[(s, len), (d, len)]);
         }
-        // Re-reserve whatever both spans now leave unmapped.
-        rep.syscalls += self.heal_scan(src, run.len);
-        rep.syscalls += self.heal_scan(dst, run.len);
+        rep.syscalls += self.reclaim(src, vacated).0;
+        rep.syscalls += self.reclaim(dst + kept, run.len - kept).0;
         Err(ArenaError::os("mremap", err))
     }
 
     /// Turns the pages vacated by copied runs back into reservation: every free range of the
     /// arena (no region, no fence) between the first such page and `free_end` is re-reserved
-    /// whole, in one call each: its other pages are reservation already, or were healed.
+    /// whole, in one call each: its other pages are reservation already (holes, or vacated
+    /// sources taken back by `MAP_FIXED_NOREPLACE`).
     fn release_garbage(&mut self, garbage: &Garbage, free_end: usize) -> u64 {
         if garbage.ranges.is_empty() {
             return 0;
@@ -781,9 +918,8 @@ impl PageArena {
     }
 
     fn release(&mut self, start: usize, end: usize) -> u64 {
-        // SAFETY: `[start, end)` is free space of the arena (no region, no fence): its own
-        // pages vacated by this compaction or its reservation; nothing refers to it.
-        let _ = unsafe { sys::reserve_fixed(self.base.add(start), end - start) };
-        1
+        // `[start, end)` is free space of the arena (no region, no fence): its own pages
+        // vacated by copies in this compaction or its reservation.
+        self.discard_raw(start, end - start).0
     }
 }

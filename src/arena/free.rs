@@ -104,12 +104,14 @@ impl FreeList {
             .is_some_and(|(&o, &l)| o + l >= off + len)
     }
 
-    /// The best-fitting place for `len` bytes aligned to `align` (a power of two): the
-    /// smallest hole that can hold it, at the lowest aligned offset in that hole.
-    pub(super) fn best_fit(&self, len: usize, align: usize) -> Option<usize> {
+    /// The best-fitting place for `len` bytes at an offset `o` with `o % align == phase`
+    /// (`align` a power of two, `phase < align`): the smallest hole that can hold it, at the
+    /// lowest such offset in that hole. The arena passes the phase that makes the *address*
+    /// `base + o` a multiple of `align`.
+    pub(super) fn best_fit(&self, len: usize, align: usize, phase: usize) -> Option<usize> {
         for &(hlen, hoff) in self.by_size.range((len, 0)..) {
-            let start = hoff.checked_next_multiple_of(align)?;
-            if start + len <= hoff + hlen {
+            let start = align_up(hoff, align, phase)?;
+            if start.checked_add(len)? <= hoff + hlen {
                 return Some(start);
             }
         }
@@ -124,9 +126,17 @@ impl FreeList {
     }
 }
 
+/// The lowest `o >= at` with `o % align == phase` (`align` a power of two, `phase < align`).
+pub(super) fn align_up(at: usize, align: usize, phase: usize) -> Option<usize> {
+    debug_assert!(align.is_power_of_two() && phase < align);
+    let r = at & (align - 1);
+    let add = phase.wrapping_sub(r) & (align - 1);
+    at.checked_add(add)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::FreeList;
+    use super::{FreeList, align_up};
 
     #[test]
     fn insert_merges_and_remove_splits() {
@@ -148,10 +158,22 @@ mod tests {
         f.insert(0, 100);
         f.insert(200, 10);
         f.insert(300, 20);
-        assert_eq!(f.best_fit(10, 1), Some(200));
-        assert_eq!(f.best_fit(11, 1), Some(300));
-        assert_eq!(f.best_fit(10, 16), Some(304));
-        assert_eq!(f.best_fit(20, 16), Some(0));
-        assert_eq!(f.best_fit(101, 1), None);
+        assert_eq!(f.best_fit(10, 1, 0), Some(200));
+        assert_eq!(f.best_fit(11, 1, 0), Some(300));
+        assert_eq!(f.best_fit(10, 16, 0), Some(304));
+        assert_eq!(f.best_fit(20, 16, 0), Some(0));
+        assert_eq!(f.best_fit(101, 1, 0), None);
+        // A phase: offsets 4 mod 16 (an arena whose base is 12 mod 16).
+        assert_eq!(f.best_fit(10, 16, 4), Some(308));
+        assert_eq!(f.best_fit(20, 16, 4), Some(4));
+    }
+
+    #[test]
+    fn align_up_with_phase() {
+        assert_eq!(align_up(0, 16, 4), Some(4));
+        assert_eq!(align_up(4, 16, 4), Some(4));
+        assert_eq!(align_up(5, 16, 4), Some(20));
+        assert_eq!(align_up(17, 16, 0), Some(32));
+        assert_eq!(align_up(usize::MAX, 16, 4), None);
     }
 }

@@ -1,29 +1,41 @@
 //! `PageArena`: page-granular regions behind generation-checked handles, all inside one
-//! reserved address range that the arena owns; growth in place or by moving mappings;
-//! compaction by multi-mapping `mremap` (see `compact.rs`); `SharedArena` (see `shared.rs`).
+//! reserved address range that the arena owns: the handle table and space management live
+//! here; growth by moving and whole-arena relocation in `relocate.rs`; what the arena does
+//! after a failed or interrupted kernel call (reclaiming vacated ranges, fences) in
+//! `repair.rs`; compaction by multi-mapping `mremap` in `compact.rs`; `SharedArena` in
+//! `shared.rs`.
+//!
+//! # Ownership
+//! A range of the arena is the arena's only while it holds a mapping there that it made and
+//! that nothing could have replaced since. Regions are committed (`mprotect`) and decommitted
+//! (`MADV_DONTNEED` + `mprotect`) in place, which never unmaps; a range that a move vacated is
+//! the arena's again only once a `MAP_FIXED_NOREPLACE` over it succeeded, else it becomes a
+//! fence: never mapped over, moved, unmapped or handed out (see `repair.rs`).
 
 mod compact;
 mod free;
+mod relocate;
+mod repair;
 mod shared;
 #[cfg(test)]
 mod tests;
 
-use crate::region;
 use crate::stats::GrowStats;
 use crate::sys::{self, Errno};
 use core::fmt;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 use free::FreeList;
 use std::collections::BTreeMap;
 
 pub use compact::{CompactReport, CostModel};
 pub use shared::SharedArena;
 
-/// A handle to a region of a [`PageArena`]: `Copy`, 12 bytes, and checked on every use.
+/// A handle to a region of a [`PageArena`]: `Copy`, 16 bytes, and checked on every use.
 ///
 /// It names the arena that made it, a slot, and the slot's generation. A handle whose region
 /// was freed (even if the slot was reused since), or that comes from another arena, is
 /// answered with `None` or [`ArenaError::InvalidId`]; it never reaches another region's bytes.
+/// Arenas are numbered by a 64-bit counter, so no two arenas of a process ever share a number.
 ///
 /// ```
 /// use remapvec::PageArena;
@@ -37,7 +49,7 @@ pub use shared::SharedArena;
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RegionId {
-    arena: u32,
+    arena: u64,
     index: u32,
     generation: u32,
 }
@@ -64,7 +76,7 @@ pub enum ArenaError {
         /// Bytes asked for.
         requested: usize,
     },
-    /// The alignment is not a power of two.
+    /// The alignment is not a power of two, or too large for the address space.
     InvalidAlign(usize),
     /// The region was cut in two by a move that the kernel refused both to finish and to
     /// undo (it takes two refusals in a row, e.g. at `vm.max_map_count`); its bytes cannot be
@@ -118,7 +130,9 @@ impl fmt::Display for ArenaError {
             ArenaError::CapacityOverflow { requested } => {
                 write!(f, "{requested} bytes do not fit the address space")
             }
-            ArenaError::InvalidAlign(a) => write!(f, "alignment {a} is not a power of two"),
+            ArenaError::InvalidAlign(a) => {
+                write!(f, "alignment {a} is not a power of two or too large")
+            }
             ArenaError::Broken(id) => write!(
                 f,
                 "{id:?} was cut in two by a move the kernel refused to finish or undo"
@@ -223,18 +237,22 @@ pub struct ArenaStats {
     pub compactions: u64,
 }
 
-/// A live region. Invariant: `off` and `mapped` are page multiples, `len <= mapped`,
-/// `off % align == 0`; `[off, off + mapped)` is read-write memory inside the arena (nothing
-/// when `mapped == 0`), and no other region or hole overlaps it.
+/// A live region. Invariant: `off` and `mapped` are page multiples, `len <= mapped`, the
+/// address `base + off` is a multiple of `align` (the address, not the offset: the base is
+/// only page-aligned in general); `[off, off + mapped)` is read-write memory inside the arena
+/// (nothing when `mapped == 0`), and no other region, hole or fence overlaps it. A broken
+/// region has no pages in `by_off`: its ranges are fences.
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     off: usize,
     len: usize,
     mapped: usize,
     align: usize,
-    /// A move cut this region in two and the kernel refused both to finish and to undo it:
-    /// part of `[off, off + mapped)` is reservation now, the other part is a fence elsewhere.
-    /// Its bytes are not handed out (`get` is `None`), it is never moved, `free` works.
+    /// A move cut this region in two and the kernel refused both to finish and to undo it
+    /// (or a whole-arena relocation could not bring it back): every range that held its pages
+    /// is a fence now, and it is no longer in `by_off`. Its bytes are not handed out (`get` is
+    /// `None`), it is never moved or resized; `free` forgets it (its pages stay fenced:
+    /// leaked, never touched).
     broken: bool,
 }
 
@@ -244,14 +262,18 @@ struct Slot {
     entry: Option<Entry>,
 }
 
-static NEXT_ARENA: AtomicU32 = AtomicU32::new(1);
+/// The next arena's number: 64 bits, so that it never wraps in the life of a process and a
+/// `RegionId` can never name another arena's region.
+static NEXT_ARENA: AtomicU64 = AtomicU64::new(1);
 
 /// Page-granular regions behind stable [`RegionId`]s, in one reserved address range.
 ///
 /// Every region lives inside the arena's reservation (a `PROT_NONE`, `MAP_NORESERVE` range
-/// that costs no memory). Freed pages go back to being reservation, never plainly unmapped, so
-/// no other mapping of the process lands inside the arena and the arena's moves
-/// (`MREMAP_FIXED`) only ever replace its own pages.
+/// that costs no memory). Freed pages go back to being reservation in place, never unmapped,
+/// so no other mapping of the process lands inside the arena and the arena's moves
+/// (`MREMAP_FIXED`) only ever replace its own pages. Where a move vacates a range, the arena
+/// takes it back with `MAP_FIXED_NOREPLACE`; if some other thread mapped there in the
+/// meantime, that range is left alone for good (a fence), never reused or unmapped.
 ///
 /// * [`grow`](Self::grow) extends a region in place when the pages after it are free, else
 ///   moves it (its page tables, not its bytes) to free space in the arena.
@@ -296,20 +318,23 @@ static NEXT_ARENA: AtomicU32 = AtomicU32::new(1);
 pub struct PageArena {
     /// Start of the reservation (page-aligned); dangling while `cap == 0`.
     base: *mut u8,
-    /// Bytes reserved. Every page of `[base, base + cap)` is a live region's page, a hole's
-    /// page (reservation) or a fence's; between two of the arena's own system calls inside
-    /// one `&mut self` method a moved region's old pages may briefly be unmapped.
+    /// Bytes reserved. Every page of `[base, base + cap)` is a live region's page or a hole's
+    /// page (both mappings the arena made and still holds), or a fence's. Between a move and
+    /// the `MAP_FIXED_NOREPLACE` that takes its vacated source back (a few instructions
+    /// later, inside one `&mut self` method), that source is neither: it is not the arena's
+    /// and nothing is done to it but that `MAP_FIXED_NOREPLACE`.
     cap: usize,
-    id: u32,
+    id: u64,
     slots: Vec<Slot>,
     free_slots: Vec<u32>,
     /// Live regions with pages, by offset.
     by_off: BTreeMap<usize, u32>,
     /// Free space of `[0, cap)`: neither a region's nor a fence's.
     holes: FreeList,
-    /// Ranges inside the arena that some other code mapped while the arena had them unmapped
-    /// for an instant (see `heal`): never used, moved or unmapped by the arena. Almost always
-    /// empty.
+    /// Ranges inside the arena that are not the arena's, or not provably so: a vacated range
+    /// some other code mapped before the arena could take it back, a range a failed call may
+    /// have released, the pages of a broken region. Never mapped over, moved, unmapped or
+    /// handed out (see `repair.rs`); disjoint, not touching merged. Almost always empty.
     fences: BTreeMap<usize, usize>,
     live: usize,
     live_bytes: usize,
@@ -647,16 +672,21 @@ impl PageArena {
     }
 
     /// Allocates a region of `len` zeroed bytes whose address is a multiple of `align` (a
-    /// power of two; at least the page size is always given). Compaction keeps the alignment.
+    /// power of two; at least the page size is always given). The address stays aligned
+    /// through growth, compaction and relocation of the arena. An alignment the address space
+    /// cannot give is an error ([`ArenaError::InvalidAlign`], or [`ArenaError::Os`] when the
+    /// kernel has no such range), never a misaligned region.
     ///
     /// ```
     /// let mut arena = remapvec::PageArena::new();
     /// let id = arena.alloc_aligned(4 << 20, 2 << 20)?;
     /// assert_eq!(arena.get(id).unwrap().as_ptr() as usize % (2 << 20), 0);
+    /// let big = arena.alloc_aligned(4096, 1 << 36)?; // 64 GiB: reserved, not allocated
+    /// assert_eq!(arena.get(big).unwrap().as_ptr() as usize % (1 << 36), 0);
     /// # Ok::<(), remapvec::ArenaError>(())
     /// ```
     pub fn alloc_aligned(&mut self, len: usize, align: usize) -> Result<RegionId, ArenaError> {
-        if !align.is_power_of_two() {
+        if !align.is_power_of_two() || align > MAX_ALIGN {
             return Err(ArenaError::InvalidAlign(align));
         }
         let align = align.max(sys::page_size());
@@ -668,10 +698,15 @@ impl PageArena {
             0
         } else {
             let off = self.find_space(mapped, align)?;
-            // SAFETY: `[off, off + mapped)` is a hole: the arena's own reservation.
-            unsafe { sys::map_fixed(self.base.add(off), mapped) }
-                .map_err(|e| ArenaError::os("mmap", e))?;
+            debug_assert_eq!((self.base as usize + off) % align, 0);
             self.holes.remove(off, mapped);
+            // SAFETY: `[off, off + mapped)` was a hole: a reservation the arena made and still
+            // holds (holes never include vacated or fenced ranges); `commit` only changes its
+            // protection.
+            if let Err(e) = unsafe { sys::commit(self.base.add(off), mapped) } {
+                self.after_failed_commit(off, mapped);
+                return Err(ArenaError::os("mmap", e));
+            }
             off
         };
         let entry = Entry {
@@ -716,13 +751,10 @@ impl PageArena {
     /// ```
     pub fn free(&mut self, id: RegionId) -> Result<(), ArenaError> {
         let e = self.lookup(id)?;
-        if e.mapped > 0 {
-            // SAFETY: the region's pages are the arena's; `&mut self` means no slice of them
-            // is alive.
-            unsafe { sys::reserve_fixed(self.base.add(e.off), e.mapped) }
-                .map_err(|err| ArenaError::os("re-reserve", err))?;
+        if e.mapped > 0 && !e.broken {
             self.by_off.remove(&e.off);
-            self.holes.insert(e.off, e.mapped);
+            // The region's pages become a hole (or, if the kernel refuses, a fence).
+            self.stats.regions.syscalls += self.discard(e.off, e.mapped);
         }
         let slot = &mut self.slots[id.index as usize];
         slot.entry = None;
@@ -738,8 +770,8 @@ impl PageArena {
     }
 
     /// Grows a region to `new_len` bytes; the new bytes are zero. In place when the pages
-    /// after it are free (one `mmap`), else the region's mappings move to free space in the
-    /// arena (`mremap`, no byte copied) and the arena grows first if it must.
+    /// after it are free (one `mprotect`), else the region's mappings move to free space in
+    /// the arena (`mremap`, no byte copied) and the arena grows first if it must.
     ///
     /// ```
     /// let mut arena = remapvec::PageArena::new();
@@ -776,107 +808,26 @@ impl PageArena {
             return Ok(());
         }
         let extra = new_mapped - e.mapped;
-        let mut calls = 0u64;
         if e.mapped > 0 && self.holes.contains(e.off + e.mapped, extra) {
-            calls += 1;
-            // SAFETY: the pages after the region are a hole: the arena's reservation.
-            unsafe { sys::map_fixed(self.base.add(e.off + e.mapped), extra) }
-                .map_err(|err| ArenaError::os("mmap", err))?;
-            self.holes.remove(e.off + e.mapped, extra);
-            self.stats.regions.in_place += 1;
-        } else {
-            let dst = self.find_space(new_mapped, e.align)?;
-            calls += self.relocate_region(id.index, e, dst, new_mapped)?;
-            if e.mapped > 0 {
-                self.by_off.remove(&e.off);
-                self.holes.insert(e.off, e.mapped);
+            self.stats.regions.syscalls += 1;
+            let tail = e.off + e.mapped;
+            self.holes.remove(tail, extra);
+            // SAFETY: `[tail, tail + extra)` was a hole: a reservation the arena made and
+            // still holds; `commit` only changes its protection.
+            if let Err(err) = unsafe { sys::commit(self.base.add(tail), extra) } {
+                self.after_failed_commit(tail, extra);
+                return Err(ArenaError::os("mmap", err));
             }
-            self.by_off.insert(dst, id.index);
-            e2.off = dst;
+            self.stats.regions.in_place += 1;
+            e2.mapped = new_mapped;
+            self.set_entry(id.index, e2);
+        } else {
+            // Moves the region, records it and its new length (see `relocate.rs`).
+            self.move_region(id.index, e2, new_mapped)?;
         }
-        e2.mapped = new_mapped;
-        self.set_entry(id.index, e2);
-        self.stats.regions.syscalls += calls;
         self.live_bytes += new_len - e.len;
         self.mapped_bytes += extra;
         Ok(())
-    }
-
-    /// Moves the region `e` to the hole at `dst` and extends it to `new_mapped` bytes there.
-    /// On error nothing changed. Returns the system calls made.
-    fn relocate_region(
-        &mut self,
-        index: u32,
-        e: Entry,
-        dst: usize,
-        new_mapped: usize,
-    ) -> Result<u64, ArenaError> {
-        let (src_p, dst_p) = (self.base.wrapping_add(e.off), self.base.wrapping_add(dst));
-        let tail = new_mapped - e.mapped;
-        // Map the new tail first: if that fails nothing has moved.
-        // SAFETY: `[dst, dst + new_mapped)` is a hole (the arena's reservation).
-        unsafe { sys::map_fixed(dst_p.add(e.mapped), tail) }
-            .map_err(|err| ArenaError::os("mmap", err))?;
-        let mut calls = 1;
-        if e.mapped == 0 {
-            self.holes.remove(dst, new_mapped);
-            return Ok(calls);
-        }
-        if sys::HAS_MREMAP {
-            let mut mover = compact::Mover::new();
-            let (outcome, err) = match mover.move_span(src_p, e.mapped, dst_p) {
-                Ok(()) => (Ok(true), Errno(0)),
-                Err((err, 0)) => (Ok(false), err),
-                Err((err, done)) => (mover.settle(src_p, e.mapped, dst_p, done), err),
-            };
-            calls += mover.calls;
-            if let Err((lo, hi)) = outcome {
-                // Cut in two, and the kernel refused to finish or undo: the region stays
-                // here, marked broken; its part at the destination becomes a fence.
-                self.fences.insert(dst + lo, hi - lo);
-                if let Some(b) = self.slots[index as usize].entry.as_mut() {
-                    b.broken = true;
-                }
-                // SAFETY: the tail is the mapping we just made in our own hole.
-                let _ = unsafe { sys::reserve_fixed(dst_p.add(e.mapped), tail) };
-                self.heal_scan(e.off, e.mapped);
-                self.heal_scan(dst, e.mapped);
-                self.rebuild_holes();
-                return Err(ArenaError::os("mremap", err));
-            }
-            if outcome == Ok(true) {
-                calls += self.heal_known_gap(e.off, e.mapped);
-                self.holes.remove(dst, new_mapped);
-                self.stats.regions.moved += 1;
-                self.stats.regions.bytes_remapped += e.mapped as u64;
-                return Ok(calls);
-            }
-            if err.0 != libc::ENOTSUP {
-                // Nothing moved, or the moved part went back: give the tail back, re-reserve
-                // what the attempt left unmapped, report.
-                // SAFETY: the tail is the mapping we just made in our own hole.
-                let _ = unsafe { sys::reserve_fixed(dst_p.add(e.mapped), tail) };
-                self.heal_scan(dst, e.mapped);
-                return Err(ArenaError::os("mremap", err));
-            }
-            // No mremap here after all: copy below.
-        }
-        // Portable backend: map the rest of the destination, copy, release the source.
-        // SAFETY: `[dst, dst + e.mapped)` is our hole; source and destination are distinct
-        // ranges of the arena; `&mut self` means no slice of either is alive.
-        unsafe {
-            if let Err(err) = sys::map_fixed(dst_p, e.mapped) {
-                let _ = sys::reserve_fixed(dst_p.add(e.mapped), tail);
-                return Err(ArenaError::os("mmap", err));
-            }
-            core::ptr::copy_nonoverlapping(src_p, dst_p, e.len);
-            let _ = sys::reserve_fixed(src_p, e.mapped);
-        }
-        calls += 2;
-        self.holes.remove(dst, new_mapped);
-        self.stats.regions.copied += 1;
-        self.stats.regions.bytes_copied += e.len as u64;
-        Ok(calls)
     }
 
     /// Shrinks a region to `new_len` bytes; whole pages past it go back to the reservation.
@@ -904,16 +855,12 @@ impl PageArena {
             ..e
         };
         if new_mapped < e.mapped {
-            let cut = e.mapped - new_mapped;
-            // SAFETY: the tail pages are the region's own; `&mut self`.
-            unsafe { sys::reserve_fixed(self.base.add(e.off + new_mapped), cut) }
-                .map_err(|err| ArenaError::os("re-reserve", err))?;
-            self.stats.regions.syscalls += 1;
-            self.holes.insert(e.off + new_mapped, cut);
             if new_mapped == 0 {
                 self.by_off.remove(&e.off);
                 e2.off = 0;
             }
+            // The tail becomes a hole (or, if the kernel refuses, a fence).
+            self.stats.regions.syscalls += self.discard(e.off + new_mapped, e.mapped - new_mapped);
         }
         self.set_entry(id.index, e2);
         self.live_bytes -= e.len - new_len;
@@ -921,9 +868,12 @@ impl PageArena {
         Ok(())
     }
 
-    /// A free offset for `len` bytes aligned to `align`, growing the arena if needed.
+    /// A free offset for `len` bytes whose address is aligned to `align`, growing the arena
+    /// if needed.
     fn find_space(&mut self, len: usize, align: usize) -> Result<usize, ArenaError> {
-        if let Some(off) = self.holes.best_fit(len, align) {
+        if self.cap > 0
+            && let Some(off) = self.holes.best_fit(len, align, self.phase(align))
+        {
             return Ok(off);
         }
         self.grow_arena(
@@ -931,262 +881,31 @@ impl PageArena {
                 .ok_or(ArenaError::CapacityOverflow { requested: len })?,
         )?;
         self.holes
-            .best_fit(len, align)
+            .best_fit(len, align, self.phase(align))
             .ok_or(ArenaError::CapacityOverflow { requested: len })
     }
 
-    /// Grows the reservation so that its free end holds at least `need` more bytes: in place
-    /// when the addresses after it are free, else by moving the whole arena.
-    fn grow_arena(&mut self, need: usize) -> Result<(), ArenaError> {
-        let overflow = ArenaError::CapacityOverflow { requested: need };
-        let top_free = self.holes.ending_at(self.cap).map_or(0, |(_, l)| l);
-        let want = self
-            .cap
-            .checked_add(need.saturating_sub(top_free))
-            .ok_or(overflow)?;
-        let new_cap = round_len(
-            want.max(self.cap.saturating_mul(2))
-                .max(self.opts.initial_capacity),
-        )?;
-        let mut calls = 0u32;
-        if self.cap == 0 {
-            let base = region::place_reservation(new_cap, &mut calls)
-                .map_err(|e| ArenaError::os("reserve", e))?;
-            self.base = base;
-            self.cap = new_cap;
-            self.holes.insert(0, new_cap);
-            self.stats.arena.syscalls += u64::from(calls);
-            return Ok(());
-        }
-        let extra = new_cap - self.cap;
-        // SAFETY: pointer arithmetic only; `reserve` with a hint never replaces anything.
-        let end = unsafe { self.base.add(self.cap) };
-        if sys::reserve(end as usize, extra).is_ok() {
-            self.holes.insert(self.cap, extra);
-            self.cap = new_cap;
-            self.stats.arena.in_place += 1;
-            self.stats.arena.syscalls += 1;
-            return Ok(());
-        }
-        self.stats.arena.syscalls += 1;
-        self.relocate_arena(new_cap)
+    /// The offsets `o` whose address `base + o` is a multiple of `align` are those with
+    /// `o % align == phase(align)`.
+    fn phase(&self, align: usize) -> usize {
+        (self.base as usize).wrapping_neg() & (align - 1)
     }
 
-    /// Moves every mapping of the arena to a new reservation of `new_cap` bytes.
-    fn relocate_arena(&mut self, new_cap: usize) -> Result<(), ArenaError> {
-        let mut calls = 0u32;
-        let new_base = region::place_reservation(new_cap, &mut calls)
-            .map_err(|e| ArenaError::os("reserve", e))?;
-        let mut calls = u64::from(calls);
-        let res = if sys::HAS_MREMAP {
-            self.relocate_by_remap(new_base, &mut calls)
-        } else {
-            self.relocate_by_copy(new_base, &mut calls)
-        };
-        self.stats.arena.syscalls += calls;
-        if let Err(e) = res {
-            // SAFETY: the new reservation is ours and holds nothing any more.
-            let _ = unsafe { sys::unmap(new_base, new_cap) };
-            return Err(e);
-        }
-        let old_cap = self.cap;
-        self.base = new_base;
-        self.cap = new_cap;
-        self.fences.clear();
-        self.rebuild_holes();
-        self.stats.arena.moved += 1;
-        self.stats.arena.bytes_remapped += old_cap as u64;
-        Ok(())
-    }
-
-    /// Relocation with `mremap`: the whole range in one call when the kernel moves several
-    /// mappings at once and no fence is in the way, else one call per region. On error every
-    /// region is back in the old range.
-    fn relocate_by_remap(&mut self, new_base: *mut u8, calls: &mut u64) -> Result<(), ArenaError> {
-        let mut mover = compact::Mover::new();
-        if self.opts.multi_mapping_move && self.fences.is_empty() {
-            let r = match mover.move_span(self.base, self.cap, new_base) {
-                Ok(()) => Ok(()),
-                // Finish, or move the moved prefix back: all or nothing for the arena.
-                Err((err, done)) => match mover.settle(self.base, self.cap, new_base, done) {
-                    Ok(true) => Ok(()),
-                    _ => Err(ArenaError::os("mremap", err)),
-                },
-            };
-            *calls += mover.calls;
-            return r;
-        }
-        let regions: Vec<(usize, usize)> = self
-            .by_off
+    /// The largest alignment a live region asks for (at least the page size): a relocated
+    /// arena's base keeps this alignment's phase, so every region stays aligned.
+    fn max_align(&self) -> usize {
+        self.slots
             .iter()
-            .map(|(&off, &i)| (off, self.slots[i as usize].entry.map_or(0, |e| e.mapped)))
-            .collect();
-        for (k, &(off, len)) in regions.iter().enumerate() {
-            // SAFETY: offsets inside both reservations.
-            let (src, dst) = unsafe { (self.base.add(off), new_base.add(off)) };
-            let r = mover.move_span(src, len, dst);
-            if let Err((err, done)) = r {
-                let whole = if done == 0 {
-                    Ok(false)
-                } else {
-                    mover.settle(src, len, dst, done)
-                };
-                if whole != Ok(true) {
-                    // Move the regions already moved back into their (vacated) old places.
-                    for &(off, len) in regions[..k].iter().rev() {
-                        // SAFETY: as above.
-                        let (src, dst) = unsafe { (self.base.add(off), new_base.add(off)) };
-                        self.claim_gap(off, len);
-                        let _ = mover.move_span(dst, len, src);
-                    }
-                    *calls += mover.calls;
-                    return Err(ArenaError::os("mremap", err));
-                }
-            }
-        }
-        *calls += mover.calls;
-        // The old range now holds holes (reservation) and vacated gaps: release the holes.
-        let holes: Vec<(usize, usize)> = self.holes.iter().collect();
-        for (off, len) in holes {
-            *calls += 1;
-            // SAFETY: a hole is the arena's own reservation, which it gives up now.
-            let _ = unsafe { sys::unmap(self.base.add(off), len) };
-        }
-        Ok(())
-    }
-
-    /// Relocation without `mremap`: map each region in the new range and copy it.
-    fn relocate_by_copy(&mut self, new_base: *mut u8, calls: &mut u64) -> Result<(), ArenaError> {
-        for (&off, &i) in &self.by_off {
-            let Some(e) = self.slots[i as usize].entry else {
-                continue;
-            };
-            *calls += 1;
-            // SAFETY: the new range is our fresh reservation; the source is the region's
-            // memory; `&mut self` means no slice of it is alive.
-            unsafe {
-                sys::map_fixed(new_base.add(off), e.mapped)
-                    .map_err(|err| ArenaError::os("mmap", err))?;
-                core::ptr::copy_nonoverlapping(self.base.add(off), new_base.add(off), e.len);
-            }
-            self.stats.arena.bytes_copied += e.len as u64;
-        }
-        self.stats.arena.copied += 1;
-        *calls += 1;
-        // SAFETY: copying never leaves gaps: the whole old range is ours (fences exist only
-        // after mremap moves, which this backend has not).
-        let _ = unsafe { sys::unmap(self.base, self.cap) };
-        Ok(())
-    }
-
-    /// Recomputes the holes from the regions and fences.
-    fn rebuild_holes(&mut self) {
-        self.holes.clear();
-        let mut cur = 0;
-        let used = self
-            .by_off
-            .iter()
-            .map(|(&o, &i)| (o, self.slots[i as usize].entry.map_or(0, |e| e.mapped)))
-            .chain(self.fences.iter().map(|(&o, &l)| (o, l)));
-        let mut used: Vec<(usize, usize)> = used.collect();
-        used.sort_unstable();
-        for (o, l) in used {
-            if o > cur {
-                self.holes.insert(cur, o - cur);
-            }
-            cur = cur.max(o + l);
-        }
-        if self.cap > cur {
-            self.holes.insert(cur, self.cap - cur);
-        }
-    }
-
-    /// Re-reserves `[off, off + len)`, which the arena's own `mremap` just left unmapped, with
-    /// `MAP_FIXED_NOREPLACE`: if some other code mapped there in the meantime, that range
-    /// becomes a fence instead of being replaced. Returns the system calls made.
-    fn heal_known_gap(&mut self, off: usize, len: usize) -> u64 {
-        if len == 0 {
-            return 0;
-        }
-        // SAFETY: pointer arithmetic inside the reservation.
-        let p = unsafe { self.base.add(off) };
-        match sys::reserve(p as usize, len) {
-            Ok(_) => 1,
-            Err(_) => 1 + self.heal_scan(off, len),
-        }
-    }
-
-    /// Finds every unmapped page run in `[off, off + len)` and re-reserves it
-    /// (`MAP_FIXED_NOREPLACE`); a run that cannot be re-reserved becomes a fence. For error
-    /// paths: costs a `mincore` per page of a gap. Returns the system calls made.
-    fn heal_scan(&mut self, off: usize, len: usize) -> u64 {
-        let page = sys::page_size();
-        let mut calls = 0;
-        let mut at = off;
-        let end = off + len;
-        while at < end {
-            let chunk = (end - at).min(1024 * page);
-            calls += 1;
-            if sys::is_mapped(self.base.wrapping_add(at), chunk) {
-                at += chunk;
-                continue;
-            }
-            // Walk page by page to find the gap runs in this chunk.
-            let stop = at + chunk;
-            while at < stop {
-                calls += 1;
-                if sys::is_mapped(self.base.wrapping_add(at), page) {
-                    at += page;
-                    continue;
-                }
-                let start = at;
-                while at < end && {
-                    calls += 1;
-                    !sys::is_mapped(self.base.wrapping_add(at), page)
-                } {
-                    at += page;
-                }
-                calls += 1;
-                if sys::reserve(self.base.wrapping_add(start) as usize, at - start).is_err() {
-                    self.fences.insert(start, at - start);
-                }
-            }
-        }
-        calls
-    }
-
-    /// Whether `[off, off + len)` touches a fence.
-    fn fenced(&self, off: usize, len: usize) -> bool {
-        self.fences
-            .range(..off + len)
-            .next_back()
-            .is_some_and(|(&o, &l)| o + l > off)
-    }
-
-    /// Makes the known gap `[off, off + len)` a reservation again before the arena moves
-    /// something into it (error paths).
-    fn claim_gap(&mut self, off: usize, len: usize) {
-        self.heal_scan(off, len);
+            .filter_map(|s| s.entry.filter(|e| e.mapped > 0 && !e.broken))
+            .map(|e| e.align)
+            .max()
+            .unwrap_or(1)
+            .max(sys::page_size())
     }
 }
 
-impl Drop for PageArena {
-    fn drop(&mut self) {
-        if self.cap == 0 {
-            return;
-        }
-        let mut cur = 0;
-        let fences: Vec<(usize, usize)> = self.fences.iter().map(|(&o, &l)| (o, l)).collect();
-        for (o, l) in fences.into_iter().chain(core::iter::once((self.cap, 0))) {
-            if o > cur {
-                // SAFETY: everything of the range but the fences is the arena's, and `drop`
-                // means nothing refers to it any more.
-                let _ = unsafe { sys::unmap(self.base.add(cur), o - cur) };
-            }
-            cur = o + l;
-        }
-    }
-}
+/// Alignments above this cannot be given by any address space.
+const MAX_ALIGN: usize = 1 << (usize::BITS - 2);
 
 /// `len` rounded up to pages, at most `isize::MAX`.
 fn round_len(len: usize) -> Result<usize, ArenaError> {

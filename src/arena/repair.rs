@@ -1,0 +1,228 @@
+//! What a `PageArena` does when a range may no longer be its own: taking a vacated range back
+//! (`MAP_FIXED_NOREPLACE`, the only proof of ownership after a window), fencing what it cannot
+//! take back, giving pages back without unmapping, the holes recomputed around regions and
+//! fences, broken regions, and `Drop`.
+//!
+//! # The rule
+//! A range is the arena's while it holds a mapping there that it made and that nothing could
+//! have replaced since: its reservation, a region it committed, a mapping it moved onto its own
+//! reservation. It stops being the arena's the instant a plain `mremap` move vacates it, or a
+//! failed call may have released it (a failed `MREMAP_FIXED` unmaps its destination before
+//! most of its checks; a failed `MAP_FIXED` leaves a gap on kernels before 6.12): from then on
+//! another thread's `mmap` may land there, and "it is mapped" or `EEXIST` proves nothing. Such
+//! a range is only ever passed to [`PageArena::reclaim`]: a `MAP_FIXED_NOREPLACE` that
+//! succeeds makes it the arena's again; what it cannot take back becomes a fence, which the
+//! arena never maps over, moves, unmaps or hands out. Leaking a fence is the correct answer.
+
+use super::PageArena;
+use crate::sys;
+
+/// Whether [`sys::commit`] and [`sys::decommit`] never unmap, even on failure (`mprotect` and
+/// `MADV_DONTNEED` on Linux), so a failed call leaves the range the arena's. The portable
+/// backend implements them with `MAP_FIXED`, which may leave a gap when it fails; its
+/// backend has no `mremap` either, which is what this reads.
+const COMMIT_KEEPS_MAPPING: bool = sys::HAS_MREMAP;
+
+impl PageArena {
+    /// Takes back `[off, off + len)`, a range that is not the arena's right now (a move
+    /// vacated it, or a failed call may have released it) and is in neither `holes` nor
+    /// `by_off`: `MAP_FIXED_NOREPLACE` over it, and over the parts of it that are unmapped
+    /// when the whole cannot be; every part that cannot be taken back (mapped by someone,
+    /// or still mapped by us but not provably so) becomes a fence. Does not touch `holes`.
+    /// Returns the system calls made and whether all of it was taken back.
+    pub(super) fn reclaim(&mut self, off: usize, len: usize) -> (u64, bool) {
+        if len == 0 {
+            return (0, true);
+        }
+        let mut calls = 1;
+        if sys::reserve(self.base.wrapping_add(off) as usize, len).is_ok() {
+            return (calls, true);
+        }
+        // Split until each part is taken back, or is mapped all through (fenced whole), or is
+        // one page that cannot be taken back. A page found mapped here is never assumed to be
+        // ours: the range was not ours when this began.
+        let page = sys::page_size();
+        let mut stack = vec![(off, len)];
+        while let Some((o, l)) = stack.pop() {
+            calls += 1;
+            if sys::is_mapped(self.base.wrapping_add(o), l) || l == page {
+                self.add_fence(o, l);
+                continue;
+            }
+            let half = (l / page).div_ceil(2) * page;
+            for (po, pl) in [(o + half, l - half), (o, half)] {
+                calls += 1;
+                if sys::reserve(self.base.wrapping_add(po) as usize, pl).is_err() {
+                    stack.push((po, pl));
+                }
+            }
+        }
+        (calls, false)
+    }
+
+    /// [`reclaim`](Self::reclaim), then the parts taken back become holes. `by_off` must be
+    /// up to date. Returns the system calls made.
+    pub(super) fn reclaim_hole(&mut self, off: usize, len: usize) -> u64 {
+        let (calls, all) = self.reclaim(off, len);
+        if all {
+            self.holes.insert(off, len);
+        } else {
+            self.rebuild_holes();
+        }
+        calls
+    }
+
+    /// After `commit` of `[off, off + len)` (a former hole, taken off `holes`) failed: on
+    /// Linux the range is still the arena's reservation and becomes a hole again; where
+    /// `commit` is a `MAP_FIXED` the failure may have released it, so it is reclaimed.
+    pub(super) fn after_failed_commit(&mut self, off: usize, len: usize) {
+        if COMMIT_KEEPS_MAPPING {
+            self.holes.insert(off, len);
+        } else {
+            self.stats.regions.syscalls += self.reclaim_hole(off, len);
+        }
+    }
+
+    /// Gives the pages of `[off, off + len)` (the arena's own memory, no longer a region's:
+    /// not in `by_off`, not in `holes`) back to the kernel and makes them reservation again,
+    /// without a window. Returns the system calls made and whether the range is the arena's
+    /// reservation now (else it was fenced, wholly or in part). Does not touch `holes`.
+    pub(super) fn discard_raw(&mut self, off: usize, len: usize) -> (u64, bool) {
+        if len == 0 {
+            return (0, true);
+        }
+        let p = self.base.wrapping_add(off);
+        // SAFETY: `[off, off + len)` is memory the arena committed and still holds (the
+        // caller's contract), and nothing refers to its contents; `decommit` never unmaps on
+        // Linux.
+        if unsafe { sys::decommit(p, len) }.is_ok() {
+            return (1, true);
+        }
+        if COMMIT_KEEPS_MAPPING {
+            // The range is still mapped by us (decommit never unmaps): a reservation in one
+            // call instead, replacing only our own mapping.
+            // SAFETY: the failed `decommit` left `[off, off + len)` mapped, and it is the
+            // arena's (caller's contract); nothing refers to it.
+            if unsafe { sys::reserve_fixed(p, len) }.is_ok() {
+                return (2, true);
+            }
+        }
+        // A failed MAP_FIXED may have released the range: from here on only NOREPLACE may
+        // claim it.
+        let (calls, all) = self.reclaim(off, len);
+        (2 + calls, all)
+    }
+
+    /// [`discard_raw`](Self::discard_raw), then the range becomes a hole (what of it is the
+    /// arena's). `by_off` must be up to date. Returns the system calls made.
+    pub(super) fn discard(&mut self, off: usize, len: usize) -> u64 {
+        let (calls, all) = self.discard_raw(off, len);
+        if all {
+            self.holes.insert(off, len);
+        } else {
+            self.rebuild_holes();
+        }
+        calls
+    }
+
+    /// Records `[off, off + len)` as a fence, merged with the fences it overlaps or touches.
+    pub(super) fn add_fence(&mut self, mut off: usize, len: usize) {
+        if len == 0 {
+            return;
+        }
+        let mut end = off + len;
+        while let Some((&o, &l)) = self.fences.range(..=end).next_back() {
+            if o + l < off {
+                break;
+            }
+            self.fences.remove(&o);
+            off = off.min(o);
+            end = end.max(o + l);
+        }
+        self.fences.insert(off, end - off);
+    }
+
+    /// Whether `[off, off + len)` touches a fence.
+    pub(super) fn fenced(&self, off: usize, len: usize) -> bool {
+        self.fences
+            .range(..off + len)
+            .next_back()
+            .is_some_and(|(&o, &l)| o + l > off)
+    }
+
+    /// The end of the highest fence (0 if none).
+    pub(super) fn fences_end(&self) -> usize {
+        self.fences.last_key_value().map_or(0, |(&o, &l)| o + l)
+    }
+
+    /// Marks the region in slot `index` broken (see `Entry::broken`): off `by_off`, its
+    /// pages no longer counted, every range in `ranges` fenced.
+    pub(super) fn break_region(&mut self, index: u32, ranges: &[(usize, usize)]) {
+        for &(o, l) in ranges {
+            self.add_fence(o, l);
+        }
+        let Some(e) = self.slots[index as usize].entry.as_mut() else {
+            return;
+        };
+        if e.mapped > 0 && self.by_off.get(&e.off) == Some(&index) {
+            self.by_off.remove(&e.off);
+        }
+        self.mapped_bytes -= e.mapped;
+        e.mapped = 0;
+        e.off = 0;
+        e.broken = true;
+    }
+
+    /// Recomputes the holes from the regions and fences.
+    pub(super) fn rebuild_holes(&mut self) {
+        self.holes.clear();
+        let mut cur = 0;
+        let used = self
+            .by_off
+            .iter()
+            .map(|(&o, &i)| (o, self.slots[i as usize].entry.map_or(0, |e| e.mapped)))
+            .chain(self.fences.iter().map(|(&o, &l)| (o, l)));
+        let mut used: Vec<(usize, usize)> = used.collect();
+        used.sort_unstable();
+        for (o, l) in used {
+            if o > cur {
+                self.holes.insert(cur, o - cur);
+            }
+            cur = cur.max(o + l);
+        }
+        if self.cap > cur {
+            self.holes.insert(cur, self.cap - cur);
+        }
+    }
+
+    /// Unmaps every part of `[base, base + cap)` that is not a fence: the arena's own
+    /// regions and reservation (the `cap` invariant), which it gives up now. Returns the
+    /// system calls made.
+    pub(super) fn unmap_all_but_fences(&mut self, base: *mut u8, cap: usize) -> u64 {
+        let mut cur = 0;
+        let mut calls = 0;
+        let fences: Vec<(usize, usize)> = self.fences.iter().map(|(&o, &l)| (o, l)).collect();
+        for (o, l) in fences.into_iter().chain(core::iter::once((cap, 0))) {
+            if o > cur {
+                calls += 1;
+                // SAFETY: `[cur, o)` holds no fence, so by the `cap` invariant every page of
+                // it is a region's or a hole's: mappings the arena made and still holds, none
+                // vacated since (vacated ranges are reclaimed or fenced before any method
+                // returns). The caller gives them up and no slice of them is alive.
+                let _ = unsafe { sys::unmap(base.add(cur), o - cur) };
+            }
+            cur = cur.max(o + l);
+        }
+        calls
+    }
+}
+
+impl Drop for PageArena {
+    fn drop(&mut self) {
+        if self.cap == 0 {
+            return;
+        }
+        // Fences stay mapped: they are not ours, or not provably so (leaked on purpose).
+        self.unmap_all_but_fences(self.base, self.cap);
+    }
+}

@@ -6,7 +6,7 @@
 //! statics, so the allocator can be the global allocator without recursing into itself.
 
 use crate::raw::DEFAULT_HEAP_THRESHOLD;
-use crate::region::{How, Region};
+use crate::region::{How, Region, recycle};
 use crate::stats::GrowStats;
 use crate::sys;
 use allocator_api2::alloc::{AllocError, Allocator};
@@ -149,7 +149,7 @@ impl<A> RemapAlloc<A> {
                 bytes_copied: BYTES_COPIED.load(Relaxed),
                 heap_grows: 0,
                 syscalls: SYSCALLS.load(Relaxed),
-                reused: 0,
+                reused: REUSED.load(Relaxed),
             },
             crossings: CROSSINGS.load(Relaxed),
             bytes_copied_crossing: BYTES_CROSSING.load(Relaxed),
@@ -187,15 +187,33 @@ static COPIED: AtomicU64 = AtomicU64::new(0);
 static BYTES_REMAPPED: AtomicU64 = AtomicU64::new(0);
 static BYTES_COPIED: AtomicU64 = AtomicU64::new(0);
 static SYSCALLS: AtomicU64 = AtomicU64::new(0);
+static REUSED: AtomicU64 = AtomicU64::new(0);
 static CROSSINGS: AtomicU64 = AtomicU64::new(0);
 static BYTES_CROSSING: AtomicU64 = AtomicU64::new(0);
 
-fn alloc_large(layout: Layout) -> *mut u8 {
+/// A large block: a region kept by the recycler if one of exactly this many pages can be had
+/// (its first `dirty` bytes may hold old data; zeroed here when `zero`), else a new mapping.
+fn alloc_large(layout: Layout, zero: bool) -> *mut u8 {
+    if let Some((region, dirty, calls)) = recycle::take(layout.size(), layout.align(), false, true)
+    {
+        LARGE_LIVE.fetch_add(1, Relaxed);
+        LARGE_ALLOCS.fetch_add(1, Relaxed);
+        REUSED.fetch_add(1, Relaxed);
+        SYSCALLS.fetch_add(u64::from(calls), Relaxed);
+        let p = region.into_raw_parts().0.as_ptr();
+        if zero {
+            // SAFETY: the block is `layout.size()` bytes (rounded up to pages) of our mapping;
+            // beyond `dirty` it is zero already.
+            unsafe { p.write_bytes(0, dirty.min(layout.size())) };
+        }
+        return p;
+    }
     match Region::new(layout.size(), layout.align()) {
         Ok((region, calls)) => {
             LARGE_LIVE.fetch_add(1, Relaxed);
             LARGE_ALLOCS.fetch_add(1, Relaxed);
             SYSCALLS.fetch_add(u64::from(calls), Relaxed);
+            // Fresh anonymous pages are zero: nothing to write even when zeroing.
             region.into_raw_parts().0.as_ptr()
         }
         Err(_) => ptr::null_mut(),
@@ -219,9 +237,11 @@ unsafe fn region_of(ptr: *mut u8, layout: Layout) -> ManuallyDrop<Region> {
 /// # Safety
 /// `ptr` is a live large block of `layout`.
 unsafe fn dealloc_large(ptr: *mut u8, layout: Layout) {
-    // SAFETY: forwarded from the caller; dropping the region unmaps the block.
-    drop(ManuallyDrop::into_inner(unsafe { region_of(ptr, layout) }));
-    SYSCALLS.fetch_add(1, Relaxed);
+    // SAFETY: forwarded from the caller; the region is given to the recycler (which keeps or
+    // unmaps it): the block is freed.
+    let region = ManuallyDrop::into_inner(unsafe { region_of(ptr, layout) });
+    let dirty = region.len();
+    SYSCALLS.fetch_add(u64::from(recycle::put(region, dirty, false)), Relaxed);
     LARGE_LIVE.fetch_sub(1, Relaxed);
 }
 
@@ -337,7 +357,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for RemapAlloc<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if self.is_large(layout.size()) {
-            alloc_large(layout)
+            alloc_large(layout, false)
         } else {
             // SAFETY: forwarded from the caller.
             unsafe { self.inner.alloc(layout) }
@@ -347,8 +367,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for RemapAlloc<A> {
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if self.is_large(layout.size()) {
-            // Fresh anonymous pages are zero: nothing to write.
-            alloc_large(layout)
+            alloc_large(layout, true)
         } else {
             // SAFETY: forwarded from the caller.
             unsafe { self.inner.alloc_zeroed(layout) }

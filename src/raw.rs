@@ -4,7 +4,7 @@
 //! (like std's `RawVecInner`); [`RawVec<T>`] only supplies `T`'s layout and frees on drop.
 
 use crate::error::{TryReserveError, TryReserveErrorKind};
-use crate::region::{How, Region, reuse};
+use crate::region::{How, Region, recycle};
 use crate::stats::GrowStats;
 use core::alloc::Layout;
 use core::marker::PhantomData;
@@ -44,26 +44,29 @@ impl VecOptions {
         }
     }
 
-    /// Whether a dropped vector's mapping (1 MiB to 4 GiB) is kept for the next vector that
-    /// needs one, instead of being unmapped. Default `true`.
+    /// Whether a dropped vector's mapping (128 KiB to 4 GiB) goes to the process-wide recycler
+    /// for the next buffer of about its size, and whether this vector takes its mapping from
+    /// there. Default `true`.
     ///
     /// Unmapping gives the pages back to the kernel, and the next large vector faults every
-    /// page in again, which is most of the cost of filling it. Kept mappings (at most 4, at
-    /// most 4 GiB in all, shared by the whole process) are marked `MADV_FREE`: the kernel
-    /// reclaims their pages when it needs memory, and until then they count in the process's
-    /// RSS. A vector that takes one over gets its whole length as capacity. `shrink_to_fit`
-    /// and friends always give memory back. Turn this off where RSS matters more than speed.
+    /// page in again, which is most of the cost of filling it. The recycler (shared with
+    /// [`RemapAlloc`](crate::RemapAlloc)) keeps freed mappings as they are, bounded (see
+    /// [`CacheConfig`](crate::CacheConfig)) and unmapped after a second unused; a vector that
+    /// takes one gets at most twice the capacity it asked for. `shrink_to_fit` and friends
+    /// always give memory back. Turn this off where RSS matters more than speed, or call
+    /// [`release_cached`](crate::release_cached).
     ///
     /// ```
     /// use remapvec::{RemapVec, VecOptions};
     /// let mut a: RemapVec<u8> = RemapVec::with_capacity(8 << 20);
     /// a.push(1);
     /// drop(a); // its mapping is kept
-    /// let b: RemapVec<u8> = RemapVec::with_capacity(1 << 20);
+    /// let b: RemapVec<u8> = RemapVec::with_capacity(6 << 20);
     /// # #[cfg(all(target_os = "linux", not(feature = "force-fallback")))]
     /// # if b.stats().reused == 1 {
     /// assert!(b.capacity() >= 8 << 20); // took the kept mapping (unless another thread did)
     /// # }
+    /// assert!(b.capacity() <= 12 << 20); // never more than twice the request
     /// let c: RemapVec<u8> = RemapVec::with_capacity_and_options(1 << 20, VecOptions::new().reuse_freed(false));
     /// assert_eq!(c.stats().reused, 0);
     /// ```
@@ -301,7 +304,12 @@ impl RawInner {
         elem: Layout,
     ) -> Result<(), TryReserveError> {
         let kept = if self.opts.reuse_freed {
-            reuse::take(layout.size(), elem.align(), self.opts.huge_pages)
+            recycle::take(layout.size(), elem.align(), self.opts.huge_pages, false).map(
+                |(region, _dirty, calls)| {
+                    self.stats.syscalls += u64::from(calls);
+                    region
+                },
+            )
         } else {
             None
         };
@@ -390,7 +398,7 @@ impl RawInner {
     }
 
     /// Releases the buffer; the capacity becomes 0. With `keep` (the vector is dropped) a
-    /// mapping may go to the reuse cache instead of being unmapped.
+    /// mapping may go to the recycler instead of being unmapped.
     fn free(&mut self, elem: Layout, keep: bool) {
         if let Some(old) = self.heap_layout(elem) {
             // SAFETY: allocated by the global allocator with `old`.
@@ -398,7 +406,9 @@ impl RawInner {
         }
         if let Some(region) = self.region.take() {
             if keep && self.opts.reuse_freed {
-                self.stats.syscalls += u64::from(reuse::put(region, self.opts.huge_pages));
+                // The whole mapping may have been written.
+                let dirty = region.len();
+                self.stats.syscalls += u64::from(recycle::put(region, dirty, self.opts.huge_pages));
             } else {
                 drop(region);
                 self.stats.syscalls += 1; // the munmap

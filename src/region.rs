@@ -4,7 +4,13 @@
 
 use crate::sys::{self, Errno, PMD_SIZE, PUD_SIZE, zone};
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+pub(crate) mod recycle;
+
+/// Bytes of all live regions (not counting those kept by the recycler): part of the recycler's
+/// limit.
+pub(crate) static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 /// How a grow was carried out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,8 +125,25 @@ fn create(kind: Kind, hint: usize, len: usize) -> Result<*mut u8, Errno> {
 /// Creates `len` bytes (page multiple) of `kind`, aligned to `placement_align(len, align)`,
 /// with room after it to grow in place. Counts every system call in `calls`.
 fn place(kind: Kind, len: usize, align: usize, calls: &mut u32) -> Result<*mut u8, Errno> {
+    place_with(kind, len, align, len >= ROOMY, calls)
+}
+
+/// Regions from this size on get a slot of the zone with room to grow in place; smaller ones
+/// are packed densely by the kernel (they share page-table pages, and moving one costs a few
+/// µs of page-table work, so room to grow would buy little).
+pub(crate) const ROOMY: usize = PMD_SIZE;
+
+/// [`place`], in the zone when `roomy`, else wherever the kernel packs it.
+fn place_with(
+    kind: Kind,
+    len: usize,
+    align: usize,
+    roomy: bool,
+    calls: &mut u32,
+) -> Result<*mut u8, Errno> {
     let align = placement_align(len, align);
-    if !ZONE_UNUSABLE.load(Ordering::Relaxed)
+    if roomy
+        && !ZONE_UNUSABLE.load(Ordering::Relaxed)
         && let Some(slot) = zone::slot_size(len, align)
     {
         for _ in 0..zone::ATTEMPTS {
@@ -146,7 +169,7 @@ fn place(kind: Kind, len: usize, align: usize, calls: &mut u32) -> Result<*mut u
 /// A `PROT_NONE` reservation of `len` bytes (page multiple) placed like a region: in the
 /// zone, aligned, with room after it to grow in place. For the arena.
 pub(crate) fn place_reservation(len: usize, calls: &mut u32) -> Result<*mut u8, Errno> {
-    place(Kind::Reservation, len, sys::page_size(), calls)
+    place_with(Kind::Reservation, len, sys::page_size(), true, calls)
 }
 
 /// Lets the kernel choose the address; over-maps by `align - page` and trims to align.
@@ -196,6 +219,7 @@ impl Region {
         let mut calls = 0;
         let p = place(Kind::Memory, len, align, &mut calls)?;
         debug_assert_eq!(p as usize % align, 0);
+        LIVE_BYTES.fetch_add(len, Ordering::Relaxed);
         // SAFETY: mmap never returns null on success (we never ask for address 0).
         let ptr = unsafe { NonNull::new_unchecked(p) };
         Ok((Region { ptr, len, align }, calls))
@@ -259,6 +283,7 @@ impl Region {
             calls += 1;
             // SAFETY: we own the whole mapping; growing in place touches nothing else.
             if unsafe { sys::remap_in_place(self.as_ptr(), self.len, new_len) }.is_ok() {
+                LIVE_BYTES.fetch_add(new_len - self.len, Ordering::Relaxed);
                 self.len = new_len;
                 return Ok(Growth {
                     how: How::InPlace,
@@ -267,7 +292,9 @@ impl Region {
                 });
             }
             let old_len = self.len;
-            if !sys::valgrind() {
+            // A small region is moved wherever the kernel likes (no reservation, one call):
+            // room to grow and alignment pay only from `ROOMY` on.
+            if !sys::valgrind() && (new_len >= ROOMY || self.align > sys::page_size()) {
                 match self.move_to_reservation(new_len, &mut calls) {
                     Ok(()) => {
                         return Ok(Growth {
@@ -289,6 +316,7 @@ impl Region {
                         let old = self.len;
                         // SAFETY: mremap never returns null on success.
                         self.ptr = unsafe { NonNull::new_unchecked(p) };
+                        LIVE_BYTES.fetch_add(new_len - self.len, Ordering::Relaxed);
                         self.len = new_len;
                         return Ok(Growth {
                             how: How::Moved,
@@ -323,6 +351,7 @@ impl Region {
             Ok(()) => {
                 // SAFETY: mremap succeeded at `dst`, which is not null.
                 self.ptr = unsafe { NonNull::new_unchecked(dst) };
+                LIVE_BYTES.fetch_add(new_len - self.len, Ordering::Relaxed);
                 self.len = new_len;
                 Ok(())
             }
@@ -336,6 +365,7 @@ impl Region {
     /// Maps a new region and copies the old bytes into it (the last resort).
     fn copy_into_new(&mut self, new_len: usize, calls: &mut u32) -> Result<usize, Errno> {
         let dst = place(Kind::Memory, new_len, self.align, calls)?;
+        LIVE_BYTES.fetch_add(new_len, Ordering::Relaxed);
         // SAFETY: `dst` is a fresh mapping of `new_len >= self.len` bytes, distinct from ours;
         // our mapping is readable for `self.len` bytes.
         unsafe { core::ptr::copy_nonoverlapping(self.as_ptr(), dst, self.len) };
@@ -361,8 +391,26 @@ impl Region {
         }
         // SAFETY: we own the mapping; `&mut self` means nothing refers to the tail.
         unsafe { sys::remap_in_place(self.as_ptr(), self.len, new_len)? };
+        LIVE_BYTES.fetch_sub(self.len - new_len, Ordering::Relaxed);
         self.len = new_len;
         Ok(1)
+    }
+
+    /// Splits off the pages from `at` (a page multiple) on as a region of their own, without a
+    /// system call: `None` unless `0 < at < len`. Both parts are ranges of mappings we own.
+    pub(crate) fn split_off(&mut self, at: usize) -> Option<Region> {
+        if at == 0 || at >= self.len || !at.is_multiple_of(sys::page_size()) {
+            return None;
+        }
+        // SAFETY: `at < len`, so the tail starts inside our mapping and is not null.
+        let ptr = unsafe { NonNull::new_unchecked(self.as_ptr().add(at)) };
+        let tail = Region {
+            ptr,
+            len: self.len - at,
+            align: sys::page_size(),
+        };
+        self.len = at;
+        Some(tail)
     }
 
     /// Asks for transparent huge pages if the region is 2 MiB-aligned and at least 2 MiB.
@@ -374,227 +422,6 @@ impl Region {
         } else {
             0
         }
-    }
-}
-
-/// Regions of recently dropped vectors, kept for the next vector that needs a mapping.
-///
-/// Unmapping a dropped vector gives its pages back to the kernel, and the next vector faults
-/// every page in again (2.5 µs each on a VM: most of the time of filling a large vector).
-/// Instead up to [`reuse::SLOTS`] regions of [`reuse::MIN`] to [`reuse::MAX`] bytes are kept,
-/// their pages marked `MADV_FREE`: the kernel may reclaim them under memory pressure (they
-/// then read as zero); until then a write reuses them without a fault.
-///
-/// Lock-free and allocation-free: each slot is claimed with a compare-exchange (`EMPTY` or
-/// `FULL` to `BUSY`), filled or emptied, and released with a store. No thread ever waits for
-/// another, so a `fork` while another thread is inside `put` or `take` cannot hang the child
-/// (it finds that slot `BUSY` and skips it; the mapping in it is leaked in the child). The
-/// budget is exact: bytes are counted in [`KEPT`](reuse) *before* a slot is filled and only
-/// uncounted after it is emptied, so the kept mappings never exceed [`reuse::MAX`] in total.
-pub(crate) mod reuse {
-    use super::Region;
-    use crate::sys;
-    use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering::*};
-
-    /// Regions kept at most.
-    pub(crate) const SLOTS: usize = 4;
-    /// Smallest region kept: 1 MiB.
-    pub(crate) const MIN: usize = 1 << 20;
-    /// Largest region kept, and the most kept in all: 4 GiB.
-    pub(crate) const MAX: usize = 4 << 30;
-
-    const EMPTY: u8 = 0;
-    const BUSY: u8 = 1;
-    const FULL: u8 = 2;
-
-    /// One kept mapping. The fields are written only by the thread that moved `state` from
-    /// `EMPTY` to `BUSY`, and read as a whole only by one that moved it from `FULL` to
-    /// `BUSY`; other readers use them as hints (atomics: a racy read is a stale value, not UB).
-    struct Slot {
-        state: AtomicU8,
-        addr: AtomicUsize,
-        len: AtomicUsize,
-        /// Alignment, with bit 0 set when the region was advised for huge pages (alignments
-        /// are at least a page, so bit 0 is free).
-        meta: AtomicUsize,
-        /// Order of insertion: the lowest is evicted first.
-        stamp: AtomicU64,
-    }
-
-    #[allow(clippy::declare_interior_mutable_const)]
-    const NEW_SLOT: Slot = Slot {
-        state: AtomicU8::new(EMPTY),
-        addr: AtomicUsize::new(0),
-        len: AtomicUsize::new(0),
-        meta: AtomicUsize::new(0),
-        stamp: AtomicU64::new(0),
-    };
-
-    static CACHE: [Slot; SLOTS] = [NEW_SLOT; SLOTS];
-    /// Bytes in `FULL` slots plus bytes promised to slots being filled: never above `MAX`.
-    static KEPT: AtomicUsize = AtomicUsize::new(0);
-    static STAMP: AtomicU64 = AtomicU64::new(1);
-
-    /// Bytes in the full slots right now, summed slot by slot (for tests).
-    #[cfg(test)]
-    pub(crate) fn kept_bytes() -> usize {
-        CACHE
-            .iter()
-            .filter(|s| s.state.load(Acquire) == FULL)
-            .map(|s| s.len.load(Relaxed))
-            .sum()
-    }
-
-    /// Empties the slot `i`, which the caller moved from `FULL` to `BUSY`, and returns what it
-    /// held: `(address, length, meta)`. The bytes stay counted in `KEPT` (the caller uncounts
-    /// or transfers them).
-    fn empty(i: usize) -> (usize, usize, usize) {
-        let s = &CACHE[i];
-        let e = (s.addr.load(Relaxed), s.len.load(Relaxed), s.meta.load(Relaxed));
-        s.state.store(EMPTY, Release);
-        e
-    }
-
-    /// Evicts the oldest kept region: unmaps it and uncounts its bytes. Returns the system
-    /// calls made (0 when no slot could be claimed).
-    fn evict_oldest() -> u32 {
-        for _ in 0..SLOTS {
-            let oldest = (0..SLOTS)
-                .filter(|&i| CACHE[i].state.load(Relaxed) == FULL)
-                .min_by_key(|&i| CACHE[i].stamp.load(Relaxed));
-            let Some(i) = oldest else { return 0 };
-            if CACHE[i]
-                .state
-                .compare_exchange(FULL, BUSY, Acquire, Relaxed)
-                .is_err()
-            {
-                continue; // taken meanwhile: look again
-            }
-            let (p, l, _) = empty(i);
-            // SAFETY: the cache owned this mapping alone (it was put there by `put`, which gave
-            // up the region) and we just emptied its slot, so nobody else can reach it.
-            let _ = unsafe { sys::unmap(p as *mut u8, l) };
-            KEPT.fetch_sub(l, Release);
-            return 1;
-        }
-        0
-    }
-
-    /// Keeps `region` for reuse, or unmaps it. Returns the system calls made.
-    pub(crate) fn put(region: Region, huge: bool) -> u32 {
-        let len = region.len();
-        if !sys::HAS_MREMAP || !(MIN..=MAX).contains(&len) {
-            drop(region);
-            return 1;
-        }
-        let mut calls = 0;
-        // Count the bytes first, evicting old regions while that would exceed the budget.
-        let mut kept = KEPT.load(Relaxed);
-        loop {
-            if kept + len <= MAX {
-                match KEPT.compare_exchange_weak(kept, kept + len, Acquire, Relaxed) {
-                    Ok(_) => break,
-                    Err(k) => kept = k,
-                }
-            } else {
-                let evicted = evict_oldest();
-                if evicted == 0 {
-                    // Over budget and nothing to evict (other threads are filling slots).
-                    drop(region);
-                    return calls + 1;
-                }
-                calls += evicted;
-                kept = KEPT.load(Relaxed);
-            }
-        }
-        // A free slot, evicting the oldest region while all are full.
-        let mut slot = None;
-        for _ in 0..=SLOTS {
-            slot = (0..SLOTS).find(|&i| {
-                CACHE[i]
-                    .state
-                    .compare_exchange(EMPTY, BUSY, Acquire, Relaxed)
-                    .is_ok()
-            });
-            if slot.is_some() {
-                break;
-            }
-            let evicted = evict_oldest();
-            if evicted == 0 {
-                break;
-            }
-            calls += evicted;
-        }
-        let Some(i) = slot else {
-            KEPT.fetch_sub(len, Release);
-            drop(region);
-            return calls + 1;
-        };
-        calls += 1;
-        // SAFETY: the region is ours and its contents are given up (the vector is dropped).
-        if unsafe { sys::advise_free(region.as_ptr(), len) }.is_err() {
-            CACHE[i].state.store(EMPTY, Release);
-            KEPT.fetch_sub(len, Release);
-            drop(region);
-            return calls + 1;
-        }
-        let meta = region.align | usize::from(huge);
-        let (ptr, len) = region.into_raw_parts();
-        let s = &CACHE[i];
-        s.addr.store(ptr.as_ptr() as usize, Relaxed);
-        s.len.store(len, Relaxed);
-        s.meta.store(meta, Relaxed);
-        s.stamp.store(STAMP.fetch_add(1, Relaxed), Relaxed);
-        s.state.store(FULL, Release);
-        calls
-    }
-
-    /// The smallest kept region of at least `len` bytes whose address is aligned to `align`
-    /// and whose huge-page advice matches.
-    pub(crate) fn take(len: usize, align: usize, huge: bool) -> Option<Region> {
-        if !sys::HAS_MREMAP {
-            return None;
-        }
-        let fits = |addr: usize, l: usize, meta: usize| {
-            l >= len && addr.is_multiple_of(align) && (meta & 1 == 1) == huge
-        };
-        for _ in 0..SLOTS {
-            // Pick by the (possibly stale) contents, then claim and check for real.
-            let best = (0..SLOTS)
-                .filter(|&i| CACHE[i].state.load(Acquire) == FULL)
-                .map(|i| {
-                    let s = &CACHE[i];
-                    (i, s.addr.load(Relaxed), s.len.load(Relaxed), s.meta.load(Relaxed))
-                })
-                .filter(|&(_, a, l, m)| fits(a, l, m))
-                .min_by_key(|&(_, _, l, _)| l)?;
-            if CACHE[best.0]
-                .state
-                .compare_exchange(FULL, BUSY, Acquire, Relaxed)
-                .is_err()
-            {
-                continue;
-            }
-            let s = &CACHE[best.0];
-            let (a, l, m) = (s.addr.load(Relaxed), s.len.load(Relaxed), s.meta.load(Relaxed));
-            if !fits(a, l, m) {
-                // Replaced between the look and the claim: put it back.
-                s.state.store(FULL, Release);
-                continue;
-            }
-            let (a, l, m) = empty(best.0);
-            KEPT.fetch_sub(l, Release);
-            // SAFETY: the cache owned this mapping of `l` bytes, made by `Region` with alignment
-            // `m & !1`; we emptied its slot, so it is ours alone now.
-            return Some(unsafe {
-                Region::from_raw_parts(
-                    core::ptr::NonNull::new(a as *mut u8)?,
-                    l,
-                    (m & !1).max(align),
-                )
-            });
-        }
-        None
     }
 }
 
@@ -636,6 +463,7 @@ fn release_failed_reservation(dst: *mut u8, len: usize, calls: &mut u32) {
 
 impl Drop for Region {
     fn drop(&mut self) {
+        LIVE_BYTES.fetch_sub(self.len, Ordering::Relaxed);
         // SAFETY: we own the whole mapping and, being dropped, nothing refers to it.
         unsafe {
             let _ = sys::unmap(self.as_ptr(), self.len);

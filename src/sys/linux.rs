@@ -365,6 +365,18 @@ unsafe fn remap_fixed_raw(
     }
 }
 
+/// Milliseconds of a monotonic clock (coarse: a few ms of resolution is plenty for decay).
+/// Through the vDSO on Linux: no system call, no allocation.
+pub(crate) fn now_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into `ts`.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    (ts.tv_sec as u64) * 1000 + (ts.tv_nsec as u64) / 1_000_000
+}
+
 /// Unmaps `[addr, addr + len)`.
 ///
 /// # Safety

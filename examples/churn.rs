@@ -1,0 +1,214 @@
+//! Allocate, write every byte, free: the everyday path of large buffers, under each global
+//! allocator. Prints one table: time per iteration (median and range of 5 rounds), CPU time,
+//! minor page faults and mmap-family system calls per iteration.
+//!
+//! `cargo run --release --example churn -- [--sizes 256K,1M,8M,64M] [--rounds 5]`
+//!
+//! Each allocator runs in its own child process of this example (the global allocator is per
+//! process): glibc (`System`), mimalloc, `RemapAlloc` (around `System`) and
+//! `RemapAlloc::wrapping(MiMalloc)`. Within a child every size first runs once unmeasured
+//! (warm state), then the measured rounds.
+
+use mimalloc::MiMalloc;
+use remapvec::RemapAlloc;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::process::Command;
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::time::Instant;
+
+const ENV: &str = "REMAPVEC_CHURN_ALLOC";
+const NAMES: [&str; 4] = ["system", "mimalloc", "remap", "remap+mimalloc"];
+
+/// The global allocator, chosen once from `REMAPVEC_CHURN_ALLOC` at the first allocation (read
+/// with `getenv`, which does not allocate) and fixed from then on.
+struct Switch;
+
+static CHOICE: AtomicU8 = AtomicU8::new(u8::MAX);
+static REMAP: RemapAlloc = RemapAlloc::new();
+static REMAP_MI: RemapAlloc<MiMalloc> = RemapAlloc::wrapping(MiMalloc);
+
+fn choice() -> u8 {
+    match CHOICE.load(Relaxed) {
+        u8::MAX => {
+            // SAFETY: a NUL-terminated name; the value is read at once.
+            let p = unsafe { libc::getenv(c"REMAPVEC_CHURN_ALLOC".as_ptr()) };
+            let c = if p.is_null() {
+                0
+            } else {
+                // SAFETY: getenv returns a NUL-terminated string.
+                let v = unsafe { std::ffi::CStr::from_ptr(p) }.to_bytes();
+                NAMES.iter().position(|n| n.as_bytes() == v).unwrap_or(0) as u8
+            };
+            CHOICE.store(c, Relaxed);
+            c
+        }
+        c => c,
+    }
+}
+
+// SAFETY: every call forwards to one correct allocator, the same one for the whole process.
+unsafe impl GlobalAlloc for Switch {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe {
+            match choice() {
+                1 => MiMalloc.alloc(l),
+                2 => REMAP.alloc(l),
+                3 => REMAP_MI.alloc(l),
+                _ => System.alloc(l),
+            }
+        }
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe {
+            match choice() {
+                1 => MiMalloc.alloc_zeroed(l),
+                2 => REMAP.alloc_zeroed(l),
+                3 => REMAP_MI.alloc_zeroed(l),
+                _ => System.alloc_zeroed(l),
+            }
+        }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: forwarded to the allocator that made the block.
+        unsafe {
+            match choice() {
+                1 => MiMalloc.dealloc(p, l),
+                2 => REMAP.dealloc(p, l),
+                3 => REMAP_MI.dealloc(p, l),
+                _ => System.dealloc(p, l),
+            }
+        }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        // SAFETY: forwarded to the allocator that made the block.
+        unsafe {
+            match choice() {
+                1 => MiMalloc.realloc(p, l, n),
+                2 => REMAP.realloc(p, l, n),
+                3 => REMAP_MI.realloc(p, l, n),
+                _ => System.realloc(p, l, n),
+            }
+        }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Switch = Switch;
+
+fn usage() -> (f64, u64) {
+    // SAFETY: getrusage fills the struct.
+    let mut ru: libc::rusage = unsafe { core::mem::zeroed() };
+    // SAFETY: a valid pointer to a rusage struct.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    (cpu(ru.ru_utime) + cpu(ru.ru_stime), ru.ru_minflt as u64)
+}
+
+/// One round at `size`: `iters` times allocate, write every byte, free. Returns (wall s, cpu s,
+/// minor faults).
+fn round(size: usize, iters: usize) -> (f64, f64, u64) {
+    let (c0, f0) = usage();
+    let t = Instant::now();
+    for i in 0..iters {
+        let mut v: Vec<u8> = Vec::with_capacity(size);
+        // SAFETY: `size` bytes of capacity; written before being read.
+        unsafe {
+            v.as_mut_ptr().write_bytes(i as u8, size);
+            v.set_len(size);
+        }
+        black_box(&mut v);
+    }
+    let wall = t.elapsed().as_secs_f64();
+    let (c1, f1) = usage();
+    (wall, c1 - c0, f1 - f0)
+}
+
+fn parse_size(s: &str) -> usize {
+    let (n, mul) = match s.as_bytes().last() {
+        Some(b'K') => (&s[..s.len() - 1], 1 << 10),
+        Some(b'M') => (&s[..s.len() - 1], 1 << 20),
+        Some(b'G') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    n.parse::<usize>().expect("a size like 256K") * mul
+}
+
+fn child(sizes: &[usize], rounds: usize) {
+    for &size in sizes {
+        // About 256 MiB written per round, at least 4 iterations.
+        let iters = ((256 << 20) / size).max(4);
+        round(size, iters);
+        let mut walls = Vec::new();
+        let mut cpu = 0.0;
+        let mut faults = 0;
+        for _ in 0..rounds {
+            let (w, c, f) = round(size, iters);
+            walls.push(w / iters as f64);
+            cpu += c / iters as f64;
+            faults += f;
+        }
+        walls.sort_by(f64::total_cmp);
+        println!(
+            "{size} {:.3} {:.3} {:.3} {:.3} {:.1}",
+            walls[walls.len() / 2] * 1e6,
+            walls[0] * 1e6,
+            walls[walls.len() - 1] * 1e6,
+            cpu / rounds as f64 * 1e6,
+            faults as f64 / (rounds * iters) as f64
+        );
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    let sizes: Vec<usize> = arg("--sizes")
+        .unwrap_or_else(|| "256K,1M,8M,64M".into())
+        .split(',')
+        .map(parse_size)
+        .collect();
+    let rounds: usize = arg("--rounds").and_then(|r| r.parse().ok()).unwrap_or(5);
+    if std::env::var(ENV).is_ok() {
+        child(&sizes, rounds);
+        return;
+    }
+    println!(
+        "alloc + write every byte + free, per iteration: median [min-max] of {rounds} rounds, CPU time, minor faults"
+    );
+    println!(
+        "{:>8} {:>16} {:>28} {:>10} {:>8}",
+        "size", "allocator", "wall µs", "cpu µs", "faults"
+    );
+    for name in NAMES {
+        let out = Command::new(std::env::current_exe().expect("own path"))
+            .args(args.iter().skip(1))
+            .env(ENV, name)
+            .output()
+            .expect("child runs");
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let f: Vec<&str> = line.split(' ').collect();
+            let size: usize = f[0].parse().unwrap();
+            let human = if size >= 1 << 20 {
+                format!("{}M", size >> 20)
+            } else {
+                format!("{}K", size >> 10)
+            };
+            println!(
+                "{human:>8} {name:>16} {:>10} [{:>7}-{:>7}] {:>10} {:>8}",
+                f[1], f[2], f[3], f[4], f[5]
+            );
+        }
+    }
+}

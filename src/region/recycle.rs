@@ -1,0 +1,506 @@
+//! The recycler: mappings of freed buffers kept for the next buffer of about their size.
+//!
+//! Unmapping a freed buffer gives its pages back to the kernel, and the next buffer faults every
+//! page in again (≈2.5 µs a page on a VM: most of the cost of allocating, filling and freeing a
+//! large buffer; glibc and mimalloc avoid it by keeping freed memory). So freed regions of
+//! [`MIN_KEEP`] to [`MAX_KEEP`] bytes are kept as they are, pages and all, and handed to the next
+//! request of about their size.
+//!
+//! * **Size classes.** Class `c` holds regions of `(2^(c-1), 2^c]` pages, in [`SLOTS`] slots. A
+//!   request of `n` pages looks in its own class (whose regions are `< 2n`) and then in the next
+//!   one, trimming what it takes there to `n` pages (the tail goes back to the recycler), so a
+//!   buffer never gets more than twice what it asked for.
+//! * **Lock-free, allocation-free.** A slot is claimed by a compare-exchange (`EMPTY`/`FULL` to
+//!   `BUSY`), filled or emptied, and released with a store. No thread ever waits for another, so
+//!   a signal or a `fork` in the middle of a call cannot leave anything held: a child that finds
+//!   a slot `BUSY` skips it (the mapping in it is leaked in the child). Usable from `GlobalAlloc`.
+//! * **Bounded, exactly.** Bytes are counted in `KEPT` *before* a slot is filled and uncounted
+//!   only after it is emptied, against a limit of [`DEFAULT_FLOOR`] plus a quarter of the bytes
+//!   of live regions (see [`CacheConfig`]).
+//! * **Decay.** A region kept longer than the decay delay (default 1 s) is unmapped. Checked
+//!   lazily, at most every few milliseconds, by later calls; no background thread.
+//!   [`release_cached`](crate::release_cached) unmaps everything kept at once.
+//! * **Known zero.** Each kept region records how many of its leading bytes may be non-zero
+//!   (its dirty extent); everything after is zero (fresh pages). Zeroing callers write only that.
+//! * **Cheap release.** Keeping a region costs a few atomic operations, whatever its size.
+
+use super::{LIVE_BYTES, Region};
+use crate::sys;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::*};
+
+/// Smallest region kept: 128 KiB (the default heap threshold of vectors and of the allocator).
+pub(crate) const MIN_KEEP: usize = 128 << 10;
+/// Largest region kept: 4 GiB.
+pub(crate) const MAX_KEEP: usize = 4 << 30;
+/// Slots per size class.
+const SLOTS: usize = 8;
+/// Size classes: by pages, `(2^(c-1), 2^c]`, up to 2^20 pages (4 GiB of 4 KiB pages) and one
+/// more for larger pages sizes' rounding.
+const CLASSES: usize = 22;
+
+/// The fixed part of the limit on kept bytes: 256 MiB. Enough for a few of the buffers whose
+/// churn costs most (64 MiB and up: 16 384 faults each), small against the machines that use
+/// such buffers; the part that grows with the program is [`CacheConfig::live_fraction`].
+pub const DEFAULT_FLOOR: usize = 256 << 20;
+/// Regions idle this long are unmapped (milliseconds). One second: longer than the gap between
+/// the phases of a program that reuses its buffers, shorter than the time after which an idle
+/// VM's host reclaims the memory anyway.
+pub const DEFAULT_DECAY_MS: u64 = 1000;
+
+const EMPTY: u8 = 0;
+const BUSY: u8 = 1;
+const FULL: u8 = 2;
+
+/// One kept region. Its fields are written only by the thread that moved `state` from `EMPTY`
+/// to `BUSY`, and taken as a whole only by one that moved it from `FULL` to `BUSY`; others read
+/// them as hints (atomics: a racy read is a stale value, never UB).
+struct Slot {
+    state: AtomicU8,
+    addr: AtomicUsize,
+    len: AtomicUsize,
+    /// Leading bytes that may be non-zero.
+    dirty: AtomicUsize,
+    /// Alignment of the region, with bit 0 set when it was advised for huge pages.
+    meta: AtomicUsize,
+    /// When it was kept (milliseconds of `sys::now_ms`).
+    stamp: AtomicU64,
+}
+
+#[allow(clippy::declare_interior_mutable_const)]
+const NEW_SLOT: Slot = Slot {
+    state: AtomicU8::new(EMPTY),
+    addr: AtomicUsize::new(0),
+    len: AtomicUsize::new(0),
+    dirty: AtomicUsize::new(0),
+    meta: AtomicUsize::new(0),
+    stamp: AtomicU64::new(0),
+};
+
+#[allow(clippy::declare_interior_mutable_const)]
+const NEW_CLASS: [Slot; SLOTS] = [NEW_SLOT; SLOTS];
+
+static BINS: [[Slot; SLOTS]; CLASSES] = [NEW_CLASS; CLASSES];
+/// Bytes in `FULL` slots plus bytes promised to slots being filled.
+static KEPT: AtomicUsize = AtomicUsize::new(0);
+static FLOOR: AtomicUsize = AtomicUsize::new(DEFAULT_FLOOR);
+/// Denominator of the fraction of live bytes added to the limit (0: none).
+static LIVE_DIV: AtomicUsize = AtomicUsize::new(4);
+static DECAY_MS: AtomicU64 = AtomicU64::new(DEFAULT_DECAY_MS);
+static NEXT_DECAY: AtomicU64 = AtomicU64::new(0);
+/// 0: not read yet; 1: on; 2: off (`REMAPVEC_CACHE=0` or [`CacheConfig`]).
+static ENABLED: AtomicU8 = AtomicU8::new(0);
+static HITS: AtomicU64 = AtomicU64::new(0);
+static MISSES: AtomicU64 = AtomicU64::new(0);
+static DECAYED: AtomicU64 = AtomicU64::new(0);
+static RELEASED_BYTES: AtomicU64 = AtomicU64::new(0);
+static DECAY_RUNNING: AtomicBool = AtomicBool::new(false);
+
+/// The recycler's limits, process-wide. Read with [`CacheConfig::current`], change with
+/// [`CacheConfig::apply`]. The environment variable `REMAPVEC_CACHE=0` turns the recycler off
+/// before the first allocation.
+///
+/// ```
+/// use remapvec::CacheConfig;
+/// let before = CacheConfig::current();
+/// CacheConfig::current().floor(64 << 20).decay_ms(100).apply();
+/// assert_eq!(CacheConfig::current().get_floor(), 64 << 20);
+/// before.apply();
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheConfig {
+    enabled: bool,
+    floor: usize,
+    live_fraction_div: usize,
+    decay_ms: u64,
+}
+
+impl CacheConfig {
+    /// The configuration in force now.
+    pub fn current() -> Self {
+        CacheConfig {
+            enabled: enabled(),
+            floor: FLOOR.load(Relaxed),
+            live_fraction_div: LIVE_DIV.load(Relaxed),
+            decay_ms: DECAY_MS.load(Relaxed),
+        }
+    }
+
+    /// Keep freed regions at all (default `true`). Turning it off releases what is kept.
+    pub fn enabled(mut self, on: bool) -> Self {
+        self.enabled = on;
+        self
+    }
+
+    /// The fixed part of the limit on kept bytes (default [`DEFAULT_FLOOR`], 256 MiB).
+    pub fn floor(mut self, bytes: usize) -> Self {
+        self.floor = bytes;
+        self
+    }
+
+    /// The limit also grows by `1 / div` of the bytes of live regions (default 4: a quarter;
+    /// 0: not at all).
+    pub fn live_fraction(mut self, div: usize) -> Self {
+        self.live_fraction_div = div;
+        self
+    }
+
+    /// Regions idle for longer than this are unmapped (default [`DEFAULT_DECAY_MS`]).
+    pub fn decay_ms(mut self, ms: u64) -> Self {
+        self.decay_ms = ms;
+        self
+    }
+
+    /// The fixed part of the limit.
+    pub fn get_floor(&self) -> usize {
+        self.floor
+    }
+
+    /// The decay delay in milliseconds.
+    pub fn get_decay_ms(&self) -> u64 {
+        self.decay_ms
+    }
+
+    /// Whether freed regions are kept.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Puts this configuration in force for the whole process; what is kept beyond the new
+    /// limit is released.
+    pub fn apply(self) {
+        FLOOR.store(self.floor, Relaxed);
+        LIVE_DIV.store(self.live_fraction_div, Relaxed);
+        DECAY_MS.store(self.decay_ms, Relaxed);
+        ENABLED.store(if self.enabled { 1 } else { 2 }, Relaxed);
+        if !self.enabled {
+            release_all();
+        } else {
+            while KEPT.load(Relaxed) > limit() && evict_oldest(None) > 0 {}
+        }
+    }
+}
+
+/// What the recycler holds and has done, process-wide; from [`cache_stats`](crate::cache_stats).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Bytes of freed regions kept now (their pages count in the process's RSS).
+    pub kept_bytes: usize,
+    /// Regions kept now.
+    pub kept_regions: usize,
+    /// The limit on kept bytes right now.
+    pub limit_bytes: usize,
+    /// Requests served from a kept region.
+    pub hits: u64,
+    /// Requests that found none and mapped anew.
+    pub misses: u64,
+    /// Regions unmapped because they stayed unused past the decay delay.
+    pub decayed: u64,
+    /// Bytes given back to the kernel by the recycler (decay, limit, release).
+    pub released_bytes: u64,
+}
+
+pub(crate) fn stats() -> CacheStats {
+    let (mut bytes, mut n) = (0, 0);
+    for s in BINS.iter().flatten() {
+        if s.state.load(Acquire) == FULL {
+            bytes += s.len.load(Relaxed);
+            n += 1;
+        }
+    }
+    CacheStats {
+        kept_bytes: bytes,
+        kept_regions: n,
+        limit_bytes: limit(),
+        hits: HITS.load(Relaxed),
+        misses: MISSES.load(Relaxed),
+        decayed: DECAYED.load(Relaxed),
+        released_bytes: RELEASED_BYTES.load(Relaxed),
+    }
+}
+
+fn enabled() -> bool {
+    match ENABLED.load(Relaxed) {
+        0 => {
+            // SAFETY: getenv with a NUL-terminated name; it does not allocate, and the value
+            // is read at once.
+            let p = unsafe { libc::getenv(c"REMAPVEC_CACHE".as_ptr()) };
+            // SAFETY: getenv returns null or a NUL-terminated string.
+            let off = !p.is_null() && unsafe { core::ffi::CStr::from_ptr(p) }.to_bytes() == b"0";
+            ENABLED.store(if off { 2 } else { 1 }, Relaxed);
+            !off
+        }
+        s => s == 1,
+    }
+}
+
+fn limit() -> usize {
+    let div = LIVE_DIV.load(Relaxed);
+    let live = if div == 0 {
+        0
+    } else {
+        LIVE_BYTES.load(Relaxed) / div
+    };
+    FLOOR.load(Relaxed).saturating_add(live)
+}
+
+/// The class of a region of `len` bytes (a page multiple): `ceil(log2(pages))`.
+fn class(len: usize) -> usize {
+    let pages = (len / sys::page_size()).max(1);
+    (pages.next_power_of_two().trailing_zeros() as usize).min(CLASSES - 1)
+}
+
+/// Empties slot `s`, which the caller moved from `FULL` to `BUSY`; returns `(addr, len, dirty,
+/// meta)`. The bytes stay counted in `KEPT`.
+fn empty(s: &Slot) -> (usize, usize, usize, usize) {
+    let e = (
+        s.addr.load(Relaxed),
+        s.len.load(Relaxed),
+        s.dirty.load(Relaxed),
+        s.meta.load(Relaxed),
+    );
+    s.state.store(EMPTY, Release);
+    e
+}
+
+/// Unmaps a region taken out of a slot and uncounts it.
+fn release(addr: usize, len: usize) {
+    // SAFETY: the recycler owned this mapping alone (`put` took it over from a `Region`, which
+    // owned it) and the caller just emptied its slot: no one else can reach it.
+    let _ = unsafe { sys::unmap(addr as *mut u8, len) };
+    KEPT.fetch_sub(len, Release);
+    RELEASED_BYTES.fetch_add(len as u64, Relaxed);
+}
+
+/// Unmaps the oldest kept region (of class `only`, or of any). Returns the system calls made:
+/// 0 when there was none to claim.
+fn evict_oldest(only: Option<usize>) -> u32 {
+    for _ in 0..4 {
+        let slots = match only {
+            Some(c) => &BINS[c][..],
+            None => BINS.as_flattened(),
+        };
+        let Some(s) = slots
+            .iter()
+            .filter(|s| s.state.load(Relaxed) == FULL)
+            .min_by_key(|s| s.stamp.load(Relaxed))
+        else {
+            return 0;
+        };
+        if s.state
+            .compare_exchange(FULL, BUSY, Acquire, Relaxed)
+            .is_ok()
+        {
+            let (a, l, _, _) = empty(s);
+            release(a, l);
+            return 1;
+        }
+    }
+    0
+}
+
+/// Unmaps every kept region that has been idle past the decay delay, at most every
+/// `delay / 8` milliseconds (checked by any call). Returns the system calls made.
+fn decay(now: u64) -> u32 {
+    if now < NEXT_DECAY.load(Relaxed) {
+        return 0;
+    }
+    let delay = DECAY_MS.load(Relaxed);
+    NEXT_DECAY.store(now + (delay / 8).max(1), Relaxed);
+    if DECAY_RUNNING.swap(true, Acquire) {
+        return 0;
+    }
+    let mut calls = 0;
+    for s in BINS.iter().flatten() {
+        if s.state.load(Relaxed) == FULL
+            && s.stamp.load(Relaxed).saturating_add(delay) <= now
+            && s.state
+                .compare_exchange(FULL, BUSY, Acquire, Relaxed)
+                .is_ok()
+        {
+            if s.stamp.load(Relaxed).saturating_add(delay) <= now {
+                let (a, l, _, _) = empty(s);
+                release(a, l);
+                DECAYED.fetch_add(1, Relaxed);
+                calls += 1;
+            } else {
+                s.state.store(FULL, Release);
+            }
+        }
+    }
+    DECAY_RUNNING.store(false, Release);
+    calls
+}
+
+/// Unmaps everything kept. Returns the bytes given back.
+pub(crate) fn release_all() -> usize {
+    let mut bytes = 0;
+    for s in BINS.iter().flatten() {
+        if s.state.load(Relaxed) == FULL
+            && s.state
+                .compare_exchange(FULL, BUSY, Acquire, Relaxed)
+                .is_ok()
+        {
+            let (a, l, _, _) = empty(s);
+            release(a, l);
+            bytes += l;
+        }
+    }
+    bytes
+}
+
+/// Keeps `region` (its first `dirty` bytes may be non-zero, the rest is zero) for a later
+/// request, or unmaps it. Returns the system calls made.
+pub(crate) fn put(region: Region, dirty: usize, huge: bool) -> u32 {
+    let len = region.len();
+    if !sys::HAS_MREMAP || !(MIN_KEEP..=MAX_KEEP).contains(&len) || !enabled() {
+        drop(region);
+        return 1;
+    }
+    let mut calls = decay(sys::now_ms());
+    // Count the bytes first, evicting the oldest regions while over the limit.
+    LIVE_BYTES.fetch_sub(len, Relaxed);
+    let lim = limit();
+    let mut kept = KEPT.load(Relaxed);
+    loop {
+        if kept + len <= lim {
+            match KEPT.compare_exchange_weak(kept, kept + len, Acquire, Relaxed) {
+                Ok(_) => break,
+                Err(k) => kept = k,
+            }
+            continue;
+        }
+        // Over the limit (which also falls when live regions are freed): evict the oldest
+        // while that helps, so that every put ends within the limit.
+        if kept > 0 && (kept > lim || len <= lim) {
+            let e = evict_oldest(None);
+            if e > 0 {
+                calls += e;
+                kept = KEPT.load(Relaxed);
+                continue;
+            }
+        }
+        LIVE_BYTES.fetch_add(len, Relaxed);
+        drop(region);
+        return calls + 1;
+    }
+    let c = class(len);
+    let mut slot = None;
+    for _ in 0..=SLOTS {
+        slot = BINS[c].iter().find(|s| {
+            s.state
+                .compare_exchange(EMPTY, BUSY, Acquire, Relaxed)
+                .is_ok()
+        });
+        if slot.is_some() {
+            break;
+        }
+        let e = evict_oldest(Some(c));
+        if e == 0 {
+            break;
+        }
+        calls += e;
+    }
+    let Some(s) = slot else {
+        KEPT.fetch_sub(len, Release);
+        LIVE_BYTES.fetch_add(len, Relaxed);
+        drop(region);
+        return calls + 1;
+    };
+    // Alignments of at least a page leave bit 0 free for the huge-page flag.
+    let meta = region.align.max(sys::page_size()) | usize::from(huge);
+    let (ptr, len) = region.into_raw_parts();
+    s.addr.store(ptr.as_ptr() as usize, Relaxed);
+    s.len.store(len, Relaxed);
+    s.dirty.store(dirty.min(len), Relaxed);
+    s.meta.store(meta, Relaxed);
+    s.stamp.store(sys::now_ms(), Relaxed);
+    s.state.store(FULL, Release);
+    calls
+}
+
+/// A kept region of at least `len` bytes (rounded up to pages) aligned to `align`, with the
+/// same huge-page advice: exactly `len` rounded up to pages when `exact`, else at most twice
+/// that. Returns the region, how many of its leading bytes may be non-zero, and the system
+/// calls made.
+pub(crate) fn take(
+    len: usize,
+    align: usize,
+    huge: bool,
+    exact: bool,
+) -> Option<(Region, usize, u32)> {
+    if !sys::HAS_MREMAP || !enabled() {
+        return None;
+    }
+    let n = sys::round_to_page(len)?;
+    if !(MIN_KEEP / 2..=MAX_KEEP).contains(&n) {
+        return None;
+    }
+    let mut calls = decay(sys::now_ms());
+    let fits = |addr: usize, l: usize, meta: usize| {
+        l >= n && addr.is_multiple_of(align) && (meta & 1 == 1) == huge
+    };
+    let c = class(n);
+    for class in [c, c + 1] {
+        if class >= CLASSES {
+            break;
+        }
+        for _ in 0..SLOTS {
+            // Pick by the (possibly stale) contents, then claim and check again.
+            let Some(s) = BINS[class]
+                .iter()
+                .filter(|s| s.state.load(Acquire) == FULL)
+                .filter(|s| {
+                    fits(
+                        s.addr.load(Relaxed),
+                        s.len.load(Relaxed),
+                        s.meta.load(Relaxed),
+                    )
+                })
+                .min_by_key(|s| s.len.load(Relaxed))
+            else {
+                break;
+            };
+            if s.state
+                .compare_exchange(FULL, BUSY, Acquire, Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            if !fits(
+                s.addr.load(Relaxed),
+                s.len.load(Relaxed),
+                s.meta.load(Relaxed),
+            ) {
+                s.state.store(FULL, Release);
+                continue;
+            }
+            let (a, l, dirty, meta) = empty(s);
+            KEPT.fetch_sub(l, Release);
+            LIVE_BYTES.fetch_add(l, Relaxed);
+            HITS.fetch_add(1, Relaxed);
+            // SAFETY: the recycler owned this mapping of `l` bytes, made by a `Region` with
+            // alignment `meta & !1`, and we emptied its slot: it is ours alone now.
+            let mut region = unsafe {
+                Region::from_raw_parts(NonNull::new(a as *mut u8)?, l, (meta & !1).max(align))
+            };
+            let keep = if exact || l > 2 * n { n } else { l };
+            if keep < l {
+                // Hand the tail back: it is a range of the mapping we own.
+                if let Some(tail) = region.split_off(keep) {
+                    calls += put(tail, dirty.saturating_sub(keep), huge);
+                }
+            }
+            return Some((region, dirty.min(keep), calls));
+        }
+    }
+    MISSES.fetch_add(1, Relaxed);
+    None
+}
+
+/// Bytes kept now, summed slot by slot (for tests).
+#[cfg(test)]
+pub(crate) fn kept_bytes() -> usize {
+    stats().kept_bytes
+}

@@ -162,13 +162,23 @@ fn the_feature_probe_never_unmaps_a_range_it_vacated() {
     let f = super::probe_features();
     super::fault::set_hook(None);
     let Some((p, len)) = FOREIGN.lock().unwrap().take() else {
-        assert!(!f.multi_mapping_move, "the move succeeded but the hook did not run");
+        assert!(
+            !f.multi_mapping_move,
+            "the move succeeded but the hook did not run"
+        );
         return;
     };
-    assert!(super::is_mapped(p as *mut u8, len), "foreign mapping unmapped");
+    assert!(
+        super::is_mapped(p as *mut u8, len),
+        "foreign mapping unmapped"
+    );
     // SAFETY: the foreign mapping is mapped (checked above) and belongs to this test.
     unsafe {
-        assert!(core::slice::from_raw_parts(p as *const u8, len).iter().all(|&b| b == 0x3C));
+        assert!(
+            core::slice::from_raw_parts(p as *const u8, len)
+                .iter()
+                .all(|&b| b == 0x3C)
+        );
         super::unmap(p as *mut u8, len).unwrap();
     }
 }

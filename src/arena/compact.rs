@@ -3,6 +3,7 @@
 //! multi-mapping `mremap` per run, or one per region), and the repair after a move that
 //! stopped part-way.
 
+use super::free::align_up;
 use super::{ArenaError, Entry, PageArena};
 use crate::sys::{self, Errno};
 use std::time::{Duration, Instant};
@@ -717,9 +718,12 @@ impl PageArena {
         runs
     }
 
-    /// The lowest offset at or after `w` aligned for `e` whose range misses every fence.
+    /// The lowest offset at or after `w` whose address is aligned for `e` and whose range
+    /// misses every fence.
     fn target(&self, w: usize, e: &Entry) -> usize {
-        let mut t = w.next_multiple_of(e.align);
+        let phase = self.phase(e.align);
+        let up = |o: usize| align_up(o, e.align, phase).expect("offsets inside the arena");
+        let mut t = up(w);
         loop {
             let clash = self
                 .fences
@@ -727,7 +731,7 @@ impl PageArena {
                 .next_back()
                 .filter(|&(&o, &l)| o + l > t);
             match clash {
-                Some((&o, &l)) => t = (o + l).next_multiple_of(e.align),
+                Some((&o, &l)) => t = up(o + l),
                 None => return t,
             }
         }

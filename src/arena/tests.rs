@@ -417,3 +417,75 @@ fn a_region_cut_in_two_that_cannot_be_repaired_is_marked_broken() {
         assert_eq!(a.iter().count(), model.len());
     }
 }
+
+/// An arena whose base is page-aligned but deliberately not 16 MiB-aligned, as when the
+/// placement zone is full and the kernel picks the address.
+fn misaligned_arena(cap: usize) -> PageArena {
+    let mut a = PageArena::with_options(ArenaOptions::new().initial_capacity(cap));
+    let raw = sys::reserve(0, cap + (32 << 20)).unwrap();
+    let base = (raw as usize).next_multiple_of(16 << 20) + page();
+    let head = base - raw as usize;
+    // SAFETY: the parts of this test's own fresh reservation outside `[base, base + cap)`.
+    unsafe {
+        sys::unmap(raw, head).unwrap();
+        sys::unmap((base + cap) as *mut u8, cap + (32 << 20) - head - cap).unwrap();
+    }
+    a.base = base as *mut u8;
+    a.cap = cap;
+    a.holes.insert(0, cap);
+    a
+}
+
+#[test]
+fn aligned_regions_have_aligned_addresses_through_compaction_and_relocation() {
+    let align = 16 << 20;
+    let mut a = misaligned_arena(256 << 20);
+    let mut model = HashMap::new();
+    let mut ids = Vec::new();
+    for k in 0..8u8 {
+        let small = a.alloc(3 * page()).unwrap();
+        let id = a.alloc_aligned(page() + k as usize, align).unwrap();
+        let p = a.get(id).unwrap().as_ptr() as usize;
+        assert_eq!(p % align, 0, "request {k}: {p:#x} is not 16 MiB-aligned");
+        model.insert(id, fill(&mut a, id, k));
+        ids.push(small);
+    }
+    for id in ids {
+        a.free(id).unwrap();
+    }
+    check_model(&a, &model);
+    a.compact().unwrap();
+    check_model(&a, &model);
+    // Make the arena move: its end is taken, and it must grow.
+    let end = a.address_range().end;
+    let blocker = sys::reserve(end, page());
+    let big = a.alloc(1 << 30).unwrap();
+    model.insert(big, vec![0; 1 << 30]);
+    if blocker.is_ok() {
+        assert_eq!(a.stats().arena.moved, 1);
+        // SAFETY: the blocker is this test's own reservation.
+        unsafe { sys::unmap(end as *mut u8, page()).unwrap() };
+    }
+    for id in model.keys() {
+        let e = a.lookup(*id).unwrap();
+        assert_eq!((a.base as usize + e.off) % e.align, 0);
+    }
+    let big_bytes = model.remove(&big).unwrap();
+    drop(big_bytes);
+    a.free(big).unwrap();
+    check_model(&a, &model);
+}
+
+#[test]
+fn region_ids_of_arenas_2_pow_32_apart_differ() {
+    let mut a = PageArena::new();
+    let id = a.alloc(10).unwrap();
+    // The next arena is numbered as if 2^32 arenas had been made since `a`.
+    NEXT_ARENA.store((a.id as u64 + (1u64 << 32)) as _, Ordering::Relaxed);
+    let mut b = PageArena::new();
+    let other = b.alloc(10).unwrap();
+    assert_eq!((id.index, id.generation), (other.index, other.generation));
+    assert!(b.get(id).is_none(), "an id of arena a reaches arena b");
+    assert!(a.get(other).is_none(), "an id of arena b reaches arena a");
+    assert!(matches!(b.free(id), Err(ArenaError::InvalidId(_))));
+}

@@ -1,7 +1,8 @@
 //! `SharedVec<T>`: an append-only buffer that grows without copying and without pulling memory
 //! out from under readers. The elements live in a memory file (`memfd`); growth extends the
 //! file and either extends the current view in place or maps a second, larger view of the
-//! same pages. Old views are unmapped when their last reader is gone.
+//! same pages. Old views are unmapped when their last reader is gone. A forked child moves to a
+//! file of its own before its first append.
 
 use crate::error::{TryReserveError, TryReserveErrorKind};
 use crate::stats::GrowStats;
@@ -29,6 +30,14 @@ struct View {
     ptr: AtomicPtr<u8>,
     /// Mapped bytes (only grows while the view is live).
     bytes: AtomicUsize,
+    /// Elements `0..written` are written and readable through this view: those the writer
+    /// copied or appended into it, or, for a view of the memory file, the elements already in
+    /// the file when the view was published. `written <= bytes / size_of::<T>()`. Set before
+    /// the view is published, then raised (`Release`) only after the elements it covers were
+    /// written through this view; frozen once the view is no longer current. A guard exposes
+    /// exactly this many elements of its view, so it never sees an element that was written
+    /// only to another view.
+    written: AtomicUsize,
     /// Guards holding this view, plus readers about to check whether it is still current.
     readers: AtomicUsize,
     /// FREE, LIVE, RETIRED or RECLAIMING.
@@ -40,6 +49,7 @@ impl View {
         View {
             ptr: AtomicPtr::new(core::ptr::null_mut()),
             bytes: AtomicUsize::new(0),
+            written: AtomicUsize::new(0),
             readers: AtomicUsize::new(0),
             state: AtomicU8::new(FREE),
         }
@@ -55,6 +65,9 @@ struct Writer {
     cap: usize,
     /// Next view generation; tags are `generation * MAX_VIEWS + slot`.
     generation: usize,
+    /// [`fork::generation`] when `fd` was created: a different value now means this process
+    /// is a forked child of the one that created the file, which the parent still writes.
+    fork_gen: usize,
     stats: GrowStats,
 }
 
@@ -75,16 +88,57 @@ struct Writer {
 ///
 /// At most [`MAX_VIEWS`] views are mapped at once. If a grow needs a new view while 15 old
 /// views are all still held by readers, the writer waits until one is released (a thread
-/// holding such guards must not append). On platforms without `memfd` growth maps a new
-/// anonymous view and copies (counted in [`stats`](Self::stats)).
+/// holding such guards must not append).
+///
+/// Without a memory file (platforms without `memfd`, or when `memfd_create` fails, e.g. with
+/// `EMFILE`) growth maps a new anonymous view and copies the published elements into it
+/// (counted in [`stats`](Self::stats)). Every view counts the elements written into it and a
+/// guard exposes exactly those of its own view: a reader that took the old view just before
+/// the switch sees the elements published up to the switch, never room of the old view that
+/// only the new view filled.
+///
+/// # Fork
+/// A memory file is shared by a process and the children it forks. A forked child reads the
+/// elements published at the fork (nobody writes them again); before its first append it
+/// copies them into a buffer of its own (one copy, counted in `stats`), so the parent's
+/// appends never reach the child and the child's never reach the parent. Guards the child
+/// holds across the fork keep their elements. The parent's append path pays one relaxed load
+/// for this. The fork is noticed by a `pthread_atfork` child handler: a child made by a raw
+/// `clone` system call that bypasses the C library is not noticed and must not append. As with
+/// any `Mutex`, a child forked while another thread was appending must not append (that
+/// thread's lock stays held in the child); reading is always fine.
 ///
 /// # Memory ordering
-/// The writer writes the elements, then publishes the new length with a `Release` store;
-/// `read` loads it with `Acquire` after it has secured its view, so a reader never sees an
-/// element before it was written. A new view is published with a `SeqCst` store after its
-/// pointer and size; a reader announces itself on a view (`SeqCst` increment) and then checks
-/// that the view is still current (`SeqCst` load), so that a view can only be unmapped after
-/// every reader that could use it is gone.
+/// The writer writes the elements into the current view, then publishes the view's new
+/// element count (`written`) and the buffer's length with `Release` stores;
+/// `read` loads the count of its view with `Acquire` after it has secured the view, so a
+/// reader never sees an element before it was written, and never one written only to another
+/// view. A new view is published with a `SeqCst` store after its pointer, size and count; a
+/// reader announces itself on a view (`SeqCst` increment) and then checks that the view is
+/// still current (`SeqCst` load), so that a view can only be unmapped after every reader that
+/// could use it is gone.
+///
+/// # Variance, `Send` and `Sync`
+/// `SharedVec<T>` is invariant in `T`, like `Cell<T>`: it takes `T`s through `&self`, so a
+/// `&SharedVec<&'static str>` must not turn into a `&SharedVec<&'a str>`, which would accept a
+/// short-lived `&str` and hand it back later as a `&'static str`:
+///
+/// ```compile_fail,E0597
+/// use remapvec::SharedVec;
+/// let v: SharedVec<&'static str> = SharedVec::new();
+/// {
+///     let s = String::from("short-lived");
+///     let shorter: &SharedVec<&str> = &v; // error: `s` does not live long enough
+///     shorter.push(&s);
+/// }
+/// let dangling: &'static str = v.read()[0];
+/// println!("{dangling}");
+/// ```
+///
+/// It is `Send` and `Sync` (elements are `Send + Sync`): any thread may append (sending a `T`
+/// to the buffer) and read (sharing `&T`).
+///
+/// # Example
 ///
 /// ```
 /// use remapvec::SharedVec;
@@ -112,7 +166,10 @@ pub struct SharedVec<T: Copy + Send + Sync> {
     /// Published elements.
     len: AtomicUsize,
     writer: Mutex<Writer>,
-    _t: PhantomData<T>,
+    /// Invariant in `T` (it takes `T`s through `&self`, like `Cell<T>`); `fn(T) -> T` is
+    /// `Send + Sync` itself, so `Send`/`Sync` follow from the other fields and the bound
+    /// `T: Send + Sync`, as they must.
+    _t: PhantomData<fn(T) -> T>,
 }
 
 impl<T: Copy + Send + Sync> Default for SharedVec<T> {
@@ -190,6 +247,7 @@ impl<T: Copy + Send + Sync> SharedVec<T> {
                 fd: -1,
                 cap: 0,
                 generation: 0,
+                fork_gen: 0,
                 stats: GrowStats::ZERO,
             }),
             _t: PhantomData,
@@ -290,10 +348,12 @@ impl<T: Copy + Send + Sync> SharedVec<T> {
             if self.current.load(SeqCst) == tag {
                 // The view is current and we are counted on it: the writer retires a view
                 // (switches `current`) before it checks its readers, so it cannot unmap it
-                // now.
+                // now. The length is the view's own count of written elements, never the
+                // buffer's length: if the writer has switched to a new view meanwhile (and
+                // appended there), this count stopped at the switch.
                 let ptr = v.ptr.load(Acquire).cast::<T>();
-                let cap = v.bytes.load(Acquire) / Self::ELEM;
-                let len = self.len.load(Acquire).min(cap);
+                let len = v.written.load(Acquire);
+                debug_assert!(len <= v.bytes.load(Acquire) / Self::ELEM);
                 return ReadGuard {
                     vec: self,
                     slot: Some(slot),
@@ -334,10 +394,13 @@ impl<T: Copy + Send + Sync> SharedVec<T> {
         }
         let ptr = v.ptr.swap(core::ptr::null_mut(), SeqCst);
         let bytes = v.bytes.swap(0, SeqCst);
+        v.written.store(0, SeqCst);
         if !ptr.is_null() {
-            // SAFETY: the view is retired (not current, so no new reader can settle on it)
-            // and has no readers; we won the RETIRED -> RECLAIMING race, so nobody else
-            // unmaps it.
+            // SAFETY: ownership: the view is a mapping this buffer made (in a forked child:
+            // the child's own copy of it) and has not unmapped or moved since: views are only
+            // unmapped here, by the thread that wins RETIRED -> RECLAIMING (once), or in
+            // `Drop`, and grown only in place. The view is retired (not current, so no new
+            // reader can settle on it) and has no readers.
             let _ = unsafe { sys::unmap(ptr, bytes) };
         }
         v.state.store(FREE, SeqCst);
@@ -392,23 +455,38 @@ impl<T: Copy + Send + Sync> SharedVec<T> {
             self.len.store(need, Release);
             return Ok(());
         }
-        if need > w.cap {
+        if xs.is_empty() {
+            return Ok(());
+        }
+        // In a forked child, a file shared with the parent is left before the first write.
+        if need > w.cap || (w.fd >= 0 && w.fork_gen != fork::generation()) {
             self.grow(&mut w, need)?;
         }
-        let slot = self.current.load(Relaxed) % MAX_VIEWS;
-        let base = self.views[slot].ptr.load(Relaxed).cast::<T>();
-        // SAFETY: the current view holds `cap >= need` elements; `[len, need)` is not
-        // published yet, so no reader looks at it; we hold the writer lock.
+        let v = &self.views[self.current.load(Relaxed) % MAX_VIEWS];
+        let base = v.ptr.load(Relaxed).cast::<T>();
+        debug_assert_eq!(v.written.load(Relaxed), len);
+        // SAFETY: the current view holds `cap >= need` elements; `[len, need)` is beyond its
+        // `written` count and the buffer's length, so no reader looks at it; we hold the
+        // writer lock; the file (if any) is not shared with another process (checked above).
         unsafe { core::ptr::copy_nonoverlapping(xs.as_ptr(), base.add(len), xs.len()) };
+        v.written.store(need, Release);
         self.len.store(need, Release);
         Ok(())
     }
 
-    /// Makes room for at least `need` elements. On error nothing changed.
+    /// Makes room for at least `need` elements. In a forked child whose buffer is still the
+    /// parent's memory file, also moves the elements to a buffer of its own. On error nothing
+    /// changed.
+    #[cold]
+    #[inline(never)]
     fn grow(&self, w: &mut Writer, need: usize) -> Result<(), TryReserveError> {
-        let new_cap = need
-            .max(w.cap.saturating_mul(2))
-            .max(16384 / Self::ELEM.max(1));
+        let leave_file = w.fd >= 0 && w.fork_gen != fork::generation();
+        let new_cap = if leave_file {
+            need.max(w.cap)
+        } else {
+            need.max(w.cap.saturating_mul(2))
+        }
+        .max(16384 / Self::ELEM.max(1));
         let overflow = || TryReserveError::from(TryReserveErrorKind::CapacityOverflow);
         let bytes = new_cap
             .checked_mul(Self::ELEM)
@@ -422,23 +500,22 @@ impl<T: Copy + Send + Sync> SharedVec<T> {
                 os_error: Some(e.0),
             })
         };
-        if w.fd < 0 && w.cap == 0 && sys::HAS_MREMAP {
-            w.stats.syscalls += 1;
-            if let Ok(fd) = sys::memfd() {
-                w.fd = fd;
-            }
-        }
         let cur = self.current.load(Relaxed);
         let old = (cur != NO_VIEW).then_some(cur % MAX_VIEWS);
-        if w.fd >= 0 {
+        let len = self.len.load(Relaxed);
+        if w.fd >= 0 && !leave_file {
+            // Our own file: extend it, then extend the view in place or map a second view of
+            // the same pages. Nothing is copied.
             w.stats.syscalls += 1;
             sys::set_file_len(w.fd, bytes).map_err(fail)?;
             if let Some(slot) = old {
                 let v = &self.views[slot];
                 let (p, b) = (v.ptr.load(Relaxed), v.bytes.load(Relaxed));
                 w.stats.syscalls += 1;
-                // SAFETY: the view is ours; growing in place keeps every old address valid
-                // (readers' slices stay mapped).
+                // SAFETY: the view is ours (mapped by this buffer, never unmapped while
+                // current); growing in place keeps every old address valid (readers' slices
+                // stay mapped) and replaces nothing (the kernel fails if the addresses after
+                // it are taken).
                 if unsafe { sys::remap_in_place(p, b, bytes) }.is_ok() {
                     v.bytes.store(bytes, Release);
                     w.cap = bytes / Self::ELEM;
@@ -446,41 +523,90 @@ impl<T: Copy + Send + Sync> SharedVec<T> {
                     return Ok(());
                 }
             }
-        }
-        let slot = self.free_slot();
-        let ptr = if w.fd >= 0 {
-            let p = place(
-                bytes,
-                |hint| sys::map_shared(hint, bytes, w.fd),
-                &mut w.stats,
-            )
-            .map_err(fail)?;
+            let slot = self.free_slot();
+            let fd = w.fd;
+            let p = place(bytes, |hint| sys::map_shared(hint, bytes, fd), &mut w.stats)
+                .map_err(fail)?;
             if old.is_some() {
                 w.stats.moved += 1;
-                w.stats.bytes_remapped += (self.len.load(Relaxed) * Self::ELEM) as u64;
+                w.stats.bytes_remapped += (len * Self::ELEM) as u64;
             }
-            p
+            // Every published element is in the file, so readable through the new view.
+            self.publish(w, slot, p, bytes, len, old);
+            return Ok(());
+        }
+        // A new buffer and a copy of the published elements: a memory file of our own when we
+        // can have one (the first grow, or a forked child leaving its parent's file), else
+        // anonymous memory (which a fork copies on write, never shares).
+        let slot = self.free_slot();
+        let mut new_fd = -1;
+        if (w.cap == 0 || leave_file) && sys::HAS_MREMAP && fork::watch() {
+            w.stats.syscalls += 1;
+            if let Ok(fd) = sys::memfd() {
+                w.stats.syscalls += 1;
+                if let Err(e) = sys::set_file_len(fd, bytes) {
+                    sys::close(fd);
+                    return Err(fail(e));
+                }
+                new_fd = fd;
+            }
+        }
+        let mapped = if new_fd >= 0 {
+            place(
+                bytes,
+                |hint| sys::map_shared(hint, bytes, new_fd),
+                &mut w.stats,
+            )
         } else {
-            let p = place(bytes, |hint| sys::map_anon(hint, bytes), &mut w.stats).map_err(fail)?;
-            if let Some(o) = old {
-                let len = self.len.load(Relaxed);
-                // SAFETY: the old view holds `len` published elements; the new mapping is
-                // fresh and larger.
-                unsafe {
-                    core::ptr::copy_nonoverlapping(
-                        self.views[o].ptr.load(Relaxed),
-                        p,
-                        len * Self::ELEM,
-                    )
-                };
-                w.stats.copied += 1;
-                w.stats.bytes_copied += (len * Self::ELEM) as u64;
-            }
-            p
+            place(bytes, |hint| sys::map_anon(hint, bytes), &mut w.stats)
         };
+        let p = match mapped {
+            Ok(p) => p,
+            Err(e) => {
+                if new_fd >= 0 {
+                    sys::close(new_fd);
+                }
+                return Err(fail(e));
+            }
+        };
+        if let Some(o) = old {
+            let src = self.views[o].ptr.load(Relaxed);
+            debug_assert_eq!(self.views[o].written.load(Relaxed), len);
+            // SAFETY: the current view holds `len` written elements, which nobody writes
+            // again (in a forked child: the parent appends only beyond them); the new mapping
+            // is fresh, ours, and at least `len` elements long.
+            unsafe { core::ptr::copy_nonoverlapping(src, p, len * Self::ELEM) };
+            w.stats.copied += 1;
+            w.stats.bytes_copied += (len * Self::ELEM) as u64;
+        }
+        if new_fd >= 0 || leave_file {
+            if w.fd >= 0 {
+                // In a forked child: our copy of the parent's descriptor.
+                sys::close(w.fd);
+            }
+            w.fd = new_fd;
+            w.fork_gen = fork::generation();
+        }
+        self.publish(w, slot, p, bytes, len, old);
+        Ok(())
+    }
+
+    /// Publishes the mapping `ptr` of `bytes` bytes, holding `written` written elements, as the
+    /// current view in `slot`, and retires the view `old`.
+    fn publish(
+        &self,
+        w: &mut Writer,
+        slot: usize,
+        ptr: *mut u8,
+        bytes: usize,
+        written: usize,
+        old: Option<usize>,
+    ) {
+        debug_assert!(written <= bytes / Self::ELEM);
         let v = &self.views[slot];
         v.ptr.store(ptr, Release);
         v.bytes.store(bytes, Release);
+        v.written.store(written, Release);
         v.state.store(LIVE, SeqCst);
         w.generation += 1;
         self.current.store(w.generation * MAX_VIEWS + slot, SeqCst);
@@ -491,7 +617,6 @@ impl<T: Copy + Send + Sync> SharedVec<T> {
                 self.reclaim(o);
             }
         }
-        Ok(())
     }
 
     /// A free view slot; waits (reclaiming) while all are held by readers.
@@ -511,6 +636,56 @@ impl<T: Copy + Send + Sync> SharedVec<T> {
             }
             std::thread::yield_now();
         }
+    }
+}
+
+/// Fork detection for buffers in memory files: a counter that a `pthread_atfork` child handler
+/// raises, so that a process sees by one relaxed load whether it is a forked child of the
+/// process that created a file (which that process may still write).
+///
+/// Registering the handler is the one foreign call outside `sys`; it belongs next to
+/// `sys::memfd`.
+mod fork {
+    use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+    /// Raised in every forked child (by the handler inherited from the parent).
+    static GENERATION: AtomicUsize = AtomicUsize::new(0);
+
+    /// Forks between the first registration (in this process or an ancestor) and now. In
+    /// the process that registered, it never changes.
+    #[inline]
+    pub(super) fn generation() -> usize {
+        GENERATION.load(Relaxed)
+    }
+
+    /// Registers the child handler once; false if it cannot be registered (then the caller
+    /// must not share memory through a file).
+    #[cfg(all(target_os = "linux", not(feature = "force-fallback")))]
+    pub(super) fn watch() -> bool {
+        use core::sync::atomic::{AtomicBool, Ordering::*};
+        static REGISTERED: AtomicBool = AtomicBool::new(false);
+        extern "C" fn child() {
+            GENERATION.fetch_add(1, Relaxed);
+        }
+        if REGISTERED.load(Acquire) {
+            return true;
+        }
+        // No `Once`: a fork while another thread runs its closure would leave the child
+        // waiting for it forever. Threads racing here may each register a handler; that only
+        // moves the generation by more than one per fork.
+        // SAFETY: registers a child handler that only increments an atomic, which is
+        // async-signal-safe, as a handler run in the child of a multithreaded process must be.
+        let ok = unsafe { libc::pthread_atfork(None, None, Some(child)) } == 0;
+        if ok {
+            REGISTERED.store(true, Release);
+        }
+        ok
+    }
+
+    /// No memory files on this backend: nothing to watch.
+    #[cfg(not(all(target_os = "linux", not(feature = "force-fallback"))))]
+    pub(super) fn watch() -> bool {
+        false
     }
 }
 
@@ -543,7 +718,9 @@ impl<T: Copy + Send + Sync> Drop for SharedVec<T> {
         for v in &self.views {
             let p = v.ptr.load(Relaxed);
             if !p.is_null() {
-                // SAFETY: `&mut self`: no guard is alive, every view is ours to unmap.
+                // SAFETY: ownership: every non-null view is a mapping this buffer made (in a
+                // forked child: the child's copy) and has not unmapped since (reclaim nulls
+                // the pointer when it unmaps). `&mut self`: no guard is alive.
                 let _ = unsafe { sys::unmap(p, v.bytes.load(Relaxed)) };
             }
         }

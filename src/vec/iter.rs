@@ -154,7 +154,23 @@ impl<T> IntoIterator for RemapVec<T> {
 /// drop(d);
 /// assert_eq!(v, [3]);
 /// ```
+///
+/// Like `std::vec::Drain` it is covariant in `T`: a drain of `&'static str`s can be used as a
+/// drain of shorter-lived `&str`s (it only hands elements out).
+///
+/// ```
+/// # use remapvec::{Drain, RemapVec};
+/// fn shorten<'a, 'd>(d: Drain<'d, &'static str>) -> Drain<'d, &'a str> {
+///     d
+/// }
+/// let mut v = RemapVec::from(["a", "b"]);
+/// assert_eq!(shorten(v.drain(..)).count(), 2);
+/// ```
 pub struct Drain<'a, T> {
+    /// The drained vector, borrowed mutably for `'a`. A `NonNull` (covariant) rather than a
+    /// `&'a mut` (invariant in `T`), as in std: nothing ever writes a `T` through a `Drain`
+    /// that did not come from the vector it was made from (`Splice` builds its drain from
+    /// `&mut RemapVec<T>` with the replacement's exact item type).
     vec: NonNull<RemapVec<T>>,
     /// Elements `next..end` of the vector's buffer are initialized and not yet yielded.
     next: usize,
@@ -162,7 +178,8 @@ pub struct Drain<'a, T> {
     /// The kept tail: `tail_start..tail_start + tail_len`.
     tail_start: usize,
     tail_len: usize,
-    _marker: core::marker::PhantomData<&'a mut RemapVec<T>>,
+    /// The borrow of the vector (covariant, like std's `slice::Iter<'a, T>`).
+    _marker: core::marker::PhantomData<&'a RemapVec<T>>,
 }
 
 // SAFETY: like `vec::Drain`: it is a `&mut RemapVec<T>` plus indices.

@@ -291,7 +291,8 @@ fn cost_model_measure_never_touches_other_threads_memory() {
         };
         // Plain mmap (the kernel reuses the addresses measure just vacated), or a hint at an
         // address seen before.
-        let hinted = (k % 2 == 0)
+        let hinted = k
+            .is_multiple_of(2)
             .then(|| seen.get(k % seen.len().max(1)).copied())
             .flatten();
         let got = match hinted {

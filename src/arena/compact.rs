@@ -807,6 +807,11 @@ impl PageArena {
     ) -> Result<(), ArenaError> {
         let base = self.base;
         let at = |off: usize| base.wrapping_add(off);
+        // Ownership of the destination (for `move_span`): `[dst, dst + len)` is free space
+        // of the arena that `compact` checked for fences just before: holes it reserved, or
+        // sources vacated earlier in this compaction that a MAP_FIXED_NOREPLACE took back
+        // (what it could not take back is fenced), or the scratch space above every region
+        // and every fence (holes). The source holds only this run's regions.
         let failure = if self.opts.multi_mapping_move {
             mover.move_span(at(src), run.len, at(dst)).err()
         } else {

@@ -859,7 +859,9 @@ impl PageArena {
                 self.by_off.remove(&e.off);
                 e2.off = 0;
             }
-            // The tail becomes a hole (or, if the kernel refuses, a fence).
+            // The region first (`discard` may recompute the holes from the regions), then its
+            // tail becomes a hole (or, if the kernel refuses, a fence).
+            self.set_entry(id.index, e2);
             self.stats.regions.syscalls += self.discard(e.off + new_mapped, e.mapped - new_mapped);
         }
         self.set_entry(id.index, e2);

@@ -52,7 +52,7 @@ impl PageArena {
         } else if sys::HAS_MREMAP {
             self.move_region_by_remap(index, src, mapped, dst, tail, &mut calls)
         } else {
-            self.move_region_by_copy(src, mapped, dst, tail, e.len, &mut calls)
+            self.move_region_by_copy(src, mapped, dst, tail, old_len, &mut calls)
         };
         let vacated = match moved {
             Ok(v) => v,
@@ -151,8 +151,16 @@ impl PageArena {
         // SAFETY: `[dst, dst + mapped)` is part of the hole `move_region` took off `holes`:
         // the arena's reservation.
         if let Err(err) = unsafe { sys::commit(self.base.add(dst), mapped) } {
-            self.after_failed_commit(dst, mapped);
-            *calls += self.discard(dst + mapped, tail);
+            // The tail is ours (committed in `move_region`); the head may have been released
+            // by the failed `MAP_FIXED` of the portable backend: reclaimed.
+            let (d, tail_ok) = self.discard_raw(dst + mapped, tail);
+            let (c, head_ok) = self.reclaim(dst, mapped);
+            *calls += c + d;
+            if head_ok && tail_ok {
+                self.holes.insert(dst, mapped + tail);
+            } else {
+                self.rebuild_holes();
+            }
             return Err(ArenaError::os("mmap", err));
         }
         // SAFETY: both ranges are committed memory of the arena and distinct; `&mut self`

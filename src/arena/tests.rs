@@ -481,7 +481,7 @@ fn region_ids_of_arenas_2_pow_32_apart_differ() {
     let mut a = PageArena::new();
     let id = a.alloc(10).unwrap();
     // The next arena is numbered as if 2^32 arenas had been made since `a`.
-    NEXT_ARENA.store((a.id as u64 + (1u64 << 32)) as _, Ordering::Relaxed);
+    NEXT_ARENA.store(a.id + (1u64 << 32), Ordering::Relaxed);
     let mut b = PageArena::new();
     let other = b.alloc(10).unwrap();
     assert_eq!((id.index, id.generation), (other.index, other.generation));

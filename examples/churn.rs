@@ -3,6 +3,8 @@
 //! minor page faults and mmap-family system calls per iteration.
 //!
 //! `cargo run --release --example churn -- [--sizes 256K,1M,8M,64M] [--rounds 5]`
+//! `cargo run --release --example churn -- --live 12000`: page tables and mappings of that many
+//! live 128 KiB blocks instead.
 //!
 //! Each allocator runs in its own child process of this example (the global allocator is per
 //! process): glibc (`System`), mimalloc, `RemapAlloc` (around `System`) and
@@ -136,6 +138,36 @@ fn parse_size(s: &str) -> usize {
     n.parse::<usize>().expect("a size like 256K") * mul
 }
 
+/// `--live N`: N live 128 KiB blocks, one byte written in each: page-table memory (`VmPTE`)
+/// and mappings (`/proc/self/maps` lines) they add.
+fn live_blocks(n: usize) {
+    let field = |name: &str| -> u64 {
+        std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|s| s.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let maps = || std::fs::read_to_string("/proc/self/maps").unwrap().lines().count();
+    let mut blocks: Vec<Vec<u8>> = Vec::with_capacity(n);
+    let (pte0, maps0) = (field("VmPTE:"), maps());
+    let t = Instant::now();
+    for i in 0..n {
+        let mut b = Vec::with_capacity(128 << 10);
+        b.push(i as u8);
+        blocks.push(b);
+    }
+    let el = t.elapsed().as_secs_f64();
+    println!(
+        "live {n} {} {} {:.1}",
+        field("VmPTE:") - pte0,
+        maps() as i64 - maps0 as i64,
+        el * 1e3
+    );
+    black_box(&blocks);
+}
+
 fn child(sizes: &[usize], rounds: usize) {
     for &size in sizes {
         // About 256 MiB written per round, at least 4 iterations.
@@ -175,8 +207,27 @@ fn main() {
         .map(parse_size)
         .collect();
     let rounds: usize = arg("--rounds").and_then(|r| r.parse().ok()).unwrap_or(5);
+    let live: Option<usize> = arg("--live").and_then(|r| r.parse().ok());
     if std::env::var(ENV).is_ok() {
-        child(&sizes, rounds);
+        match live {
+            Some(n) => live_blocks(n),
+            None => child(&sizes, rounds),
+        }
+        return;
+    }
+    if let Some(n) = live {
+        println!("{n} live 128 KiB blocks, one byte written in each");
+        println!("{:>16} {:>10} {:>10} {:>10}", "allocator", "VmPTE KiB", "mappings", "ms");
+        for name in NAMES {
+            let out = Command::new(std::env::current_exe().expect("own path"))
+                .args(args.iter().skip(1))
+                .env(ENV, name)
+                .output()
+                .expect("child runs");
+            let line = String::from_utf8_lossy(&out.stdout);
+            let f: Vec<&str> = line.split_whitespace().collect();
+            println!("{name:>16} {:>10} {:>10} {:>10}", f[2], f[3], f[4]);
+        }
         return;
     }
     println!(

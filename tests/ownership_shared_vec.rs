@@ -73,7 +73,7 @@ fn copying_growth_child() {
     let current: Arc<parking_lot::RwLock<Arc<SharedVec<u64>>>> =
         Arc::new(parking_lot::RwLock::new(Arc::new(SharedVec::new())));
     let seen = Arc::new(AtomicU64::new(0));
-    let readers: Vec<_> = (0..4)
+    let readers: Vec<_> = (0..8)
         .map(|_| {
             let (stop, current, seen) = (stop.clone(), current.clone(), seen.clone());
             std::thread::spawn(move || {
@@ -86,7 +86,7 @@ fn copying_growth_child() {
                         let g = v.read();
                         // The suspects are at the end of the guard: check the last element on
                         // every read (a short loop widens nothing), all of them now and then.
-                        let from = if k % 64 == 0 {
+                        let from = if k.is_multiple_of(64) {
                             0
                         } else {
                             g.len().saturating_sub(1)
@@ -301,10 +301,8 @@ fn pipe() -> (OwnedFd, OwnedFd) {
 fn send(fd: &OwnedFd) {
     let b = 1u8;
     // SAFETY: one byte from a valid buffer to our descriptor.
-    assert_eq!(
-        unsafe { libc::write(fd.as_raw_fd(), (&raw const b).cast(), 1) },
-        1
-    );
+    let n = unsafe { libc::write(fd.as_raw_fd(), (&raw const b).cast(), 1) };
+    assert_eq!(n, 1);
 }
 
 /// Reads one byte; false at end of file (the other side is gone).

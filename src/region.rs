@@ -431,7 +431,7 @@ static ABANDONED: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUs
 
 /// Address space abandoned so far by failed moves (reservations that may still be ours but
 /// cannot be proven to be).
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux", not(feature = "force-fallback")))]
 pub(crate) fn abandoned_bytes() -> usize {
     ABANDONED.load(Ordering::Relaxed)
 }

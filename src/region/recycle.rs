@@ -237,11 +237,7 @@ fn enabled() -> bool {
 
 fn limit() -> usize {
     let div = LIVE_DIV.load(Relaxed);
-    let live = if div == 0 {
-        0
-    } else {
-        LIVE_BYTES.load(Relaxed) / div
-    };
+    let live = LIVE_BYTES.load(Relaxed).checked_div(div).unwrap_or(0);
     FLOOR.load(Relaxed).saturating_add(live)
 }
 
@@ -497,10 +493,4 @@ pub(crate) fn take(
     }
     MISSES.fetch_add(1, Relaxed);
     None
-}
-
-/// Bytes kept now, summed slot by slot (for tests).
-#[cfg(test)]
-pub(crate) fn kept_bytes() -> usize {
-    stats().kept_bytes
 }

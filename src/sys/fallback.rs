@@ -208,14 +208,6 @@ pub(crate) fn advise_huge(_addr: *mut u8, _len: usize) -> Result<(), Errno> {
     Ok(())
 }
 
-/// Not used without `mremap` (the region cache is off): `ENOTSUP`.
-///
-/// # Safety
-/// As in the Linux backend.
-pub(crate) unsafe fn advise_free(_addr: *mut u8, _len: usize) -> Result<(), Errno> {
-    Err(Errno(libc::ENOTSUP))
-}
-
 /// Whether every page of `[addr, addr + len)` is mapped.
 pub(crate) fn is_mapped(addr: *mut u8, len: usize) -> bool {
     let page = super::page_size();

@@ -92,16 +92,6 @@ unsafe fn mmap_fixed_raw(addr: *mut u8, len: usize, prot: i32, flags: i32) -> Re
     }
 }
 
-/// Replaces `[addr, addr + len)` with fresh zeroed read-write memory (`MAP_FIXED`).
-///
-/// # Safety
-/// `MAP_FIXED` discards whatever is mapped there: the caller must own the whole range (its
-/// own reservation or its own memory) and nothing may refer to it.
-pub(crate) unsafe fn map_fixed(addr: *mut u8, len: usize) -> Result<(), Errno> {
-    // SAFETY: the caller owns the range (contract above).
-    unsafe { mmap_fixed(addr, len, PROT_RW, 0) }
-}
-
 /// Turns `[addr, addr + len)` back into a `PROT_NONE`, `MAP_NORESERVE` reservation
 /// (`MAP_FIXED`), discarding its pages.
 ///
@@ -395,21 +385,6 @@ pub(crate) fn advise_huge(addr: *mut u8, len: usize) -> Result<(), Errno> {
     // SAFETY: MADV_HUGEPAGE only changes how future faults are served; it never changes the
     // contents or the mapping of the range, and fails harmlessly on unmapped addresses.
     if unsafe { libc::madvise(addr.cast(), len, libc::MADV_HUGEPAGE) } == 0 {
-        Ok(())
-    } else {
-        Err(Errno::last())
-    }
-}
-
-/// Marks the pages of `[addr, addr + len)` as free to reclaim (`MADV_FREE`): until the
-/// kernel needs the memory they stay in place and a write reuses them without a fault; once
-/// reclaimed they read as zero. Their contents are unspecified from now on.
-///
-/// # Safety
-/// The caller owns the range and nothing relies on its contents any more.
-pub(crate) unsafe fn advise_free(addr: *mut u8, len: usize) -> Result<(), Errno> {
-    // SAFETY: MADV_FREE changes only the contents of the caller's own range, which it gave up.
-    if unsafe { libc::madvise(addr.cast(), len, libc::MADV_FREE) } == 0 {
         Ok(())
     } else {
         Err(Errno::last())

@@ -149,7 +149,12 @@ fn live_blocks(n: usize) {
             .and_then(|s| s.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
     };
-    let maps = || std::fs::read_to_string("/proc/self/maps").unwrap().lines().count();
+    let maps = || {
+        std::fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .lines()
+            .count()
+    };
     let mut blocks: Vec<Vec<u8>> = Vec::with_capacity(n);
     let (pte0, maps0) = (field("VmPTE:"), maps());
     let t = Instant::now();
@@ -217,7 +222,10 @@ fn main() {
     }
     if let Some(n) = live {
         println!("{n} live 128 KiB blocks, one byte written in each");
-        println!("{:>16} {:>10} {:>10} {:>10}", "allocator", "VmPTE KiB", "mappings", "ms");
+        println!(
+            "{:>16} {:>10} {:>10} {:>10}",
+            "allocator", "VmPTE KiB", "mappings", "ms"
+        );
         for name in NAMES {
             let out = Command::new(std::env::current_exe().expect("own path"))
                 .args(args.iter().skip(1))

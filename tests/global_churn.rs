@@ -62,7 +62,10 @@ fn eight_threads_churn_large_blocks_and_every_byte_survives() {
     let after = Stats::stats();
     let cache = remapvec::cache_stats();
     assert!(after.large_allocs - before.large_allocs >= 3200);
-    assert!(cache.hits > 0, "the recycler never served a block: {cache:?}");
+    assert!(
+        cache.hits > 0,
+        "the recycler never served a block: {cache:?}"
+    );
     assert!(cache.kept_bytes <= cache.limit_bytes, "{cache:?}");
 }
 
@@ -75,7 +78,10 @@ fn zeroed_blocks_from_dirty_kept_mappings_read_zero() {
             std::hint::black_box(&mut dirty);
             drop(dirty); // kept, every byte 0xFF
             let zeroed = vec![0u8; size]; // alloc_zeroed: may get the dirty mapping
-            assert!(zeroed.iter().all(|&b| b == 0), "{size}: dirty bytes in a zeroed block");
+            assert!(
+                zeroed.iter().all(|&b| b == 0),
+                "{size}: dirty bytes in a zeroed block"
+            );
             // A realloc that grows a block must not expose old bytes either.
             let mut small = vec![0u8; size / 2];
             small.resize(size, 0);
@@ -104,7 +110,10 @@ fn many_live_blocks_cost_few_page_tables_and_no_failing_mmaps() {
     // 2 MiB × 4 KiB ≈ 3 MB; measured 3 MB on the development machine.
     assert!(pte < 8 << 10, "{pte} KiB of page tables for 12 000 blocks");
     // One mmap per block, no failing placement attempts.
-    assert!(calls <= 12_000 * 6 / 5, "{calls} mapping calls for 12 000 blocks");
+    assert!(
+        calls <= 12_000 * 6 / 5,
+        "{calls} mapping calls for 12 000 blocks"
+    );
     assert!(blocks.iter().enumerate().all(|(i, b)| b[0] == i as u8));
 }
 

@@ -209,7 +209,10 @@ pub(crate) mod fault {
     /// before refusing) or the source a probe's move vacated. Tests check that the crate never
     /// touches what the hook mapped there.
     #[cfg(test)]
-    #[cfg_attr(any(not(target_os = "linux"), feature = "force-fallback"), allow(dead_code))]
+    #[cfg_attr(
+        any(not(target_os = "linux"), feature = "force-fallback"),
+        allow(dead_code)
+    )]
     pub(crate) type Hook = fn(dst: *mut u8, len: usize);
 
     #[cfg(test)]
@@ -219,14 +222,20 @@ pub(crate) mod fault {
 
     /// Sets (or clears) the current thread's hook, run once at the next such moment.
     #[cfg(test)]
-    #[cfg_attr(any(not(target_os = "linux"), feature = "force-fallback"), allow(dead_code))]
+    #[cfg_attr(
+        any(not(target_os = "linux"), feature = "force-fallback"),
+        allow(dead_code)
+    )]
     pub(crate) fn set_hook(hook: Option<Hook>) {
         HOOK.with(|h| h.set(hook));
     }
 
     /// Runs and clears the current thread's hook, if any.
     #[cfg(test)]
-    #[cfg_attr(any(not(target_os = "linux"), feature = "force-fallback"), allow(dead_code))]
+    #[cfg_attr(
+        any(not(target_os = "linux"), feature = "force-fallback"),
+        allow(dead_code)
+    )]
     pub(crate) fn run_hook(dst: *mut u8, len: usize) {
         if let Some(h) = HOOK.with(Cell::take) {
             h(dst, len);
@@ -236,7 +245,10 @@ pub(crate) mod fault {
     /// No hooks outside tests.
     #[cfg(not(test))]
     #[inline(always)]
-    #[cfg_attr(any(not(target_os = "linux"), feature = "force-fallback"), allow(dead_code))]
+    #[cfg_attr(
+        any(not(target_os = "linux"), feature = "force-fallback"),
+        allow(dead_code)
+    )]
     pub(crate) fn run_hook(_dst: *mut u8, _len: usize) {}
 
     /// Never fails outside tests.

@@ -2,11 +2,40 @@
 //! else moves without copying, else copies as a last resort, and reports which happened.
 //! Unmaps on drop. Untyped: the typed layers above it compile once.
 
-use crate::sys::{self, Errno, PMD_SIZE, PUD_SIZE, zone};
+use crate::sys::{self, Errno, PMD_SIZE};
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
+pub(crate) mod place;
 pub(crate) mod recycle;
+
+pub(crate) use place::ROOMY;
+
+/// What to create at a placement.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// Zeroed read-write memory.
+    Memory,
+    /// A `PROT_NONE` reservation to move a mapping into.
+    Reservation,
+}
+
+/// Creates `len` bytes (page multiple) of `kind`, placed by [`place::place`]: with room to grow
+/// from [`ROOMY`] on. Counts every system call in `calls`.
+fn place(kind: Kind, len: usize, align: usize, calls: &mut u32) -> Result<*mut u8, Errno> {
+    place::place(len, align, len >= ROOMY, calls, &|hint, len| match kind {
+        Kind::Memory => sys::map_anon(hint, len),
+        Kind::Reservation => sys::reserve(hint, len),
+    })
+}
+
+/// A `PROT_NONE` reservation of `len` bytes (page multiple) placed in the zone with room to
+/// grow in place, whatever its size. For the arena.
+pub(crate) fn place_reservation(len: usize, calls: &mut u32) -> Result<*mut u8, Errno> {
+    place::place(len, sys::page_size(), true, calls, &|hint, len| {
+        sys::reserve(hint, len)
+    })
+}
 
 /// Bytes of all live regions (not counting those kept by the recycler): part of the recycler's
 /// limit.
@@ -51,159 +80,6 @@ unsafe impl Send for Region {}
 // SAFETY: `&Region` only hands out the pointer and length; reads and writes through it are
 // synchronized by whoever holds the region (`&mut` for writes).
 unsafe impl Sync for Region {}
-
-/// Set once placement in the zone is known to be impossible for good: a one-page reservation
-/// at a zone address failed for a reason other than a taken slot while one placed by the
-/// kernel succeeded (the zone lies beyond this process's address space, e.g. under valgrind or
-/// with a 39-bit VA). Later regions then skip straight to the kernel. A failure that a
-/// one-page probe does not reproduce (a request too large for the memory, `RLIMIT_AS`
-/// briefly reached by another thread, `vm.max_map_count`) never sets it.
-static ZONE_UNUSABLE: AtomicBool = AtomicBool::new(false);
-
-/// After a zone placement at `addr` failed with something else than `EEXIST`: whether the
-/// zone itself is unreachable (a permanent cause), decided by two one-page reservations.
-fn zone_unreachable(addr: usize, calls: &mut u32) -> bool {
-    let page = sys::page_size();
-    *calls += 1;
-    match sys::reserve(addr, page) {
-        Ok(p) => {
-            *calls += 1;
-            // SAFETY: `p..p + page` is the reservation MAP_FIXED_NOREPLACE just made for us.
-            unsafe {
-                let _ = sys::unmap(p, page);
-            }
-            false
-        }
-        Err(Errno(libc::EEXIST)) => false,
-        Err(_) => {
-            *calls += 1;
-            match sys::reserve(0, page) {
-                Ok(p) => {
-                    *calls += 1;
-                    // SAFETY: `p..p + page` is the reservation the kernel just placed for us.
-                    unsafe {
-                        let _ = sys::unmap(p, page);
-                    }
-                    true
-                }
-                // Nothing can be mapped anywhere right now: a transient shortage.
-                Err(_) => false,
-            }
-        }
-    }
-}
-
-/// The alignment a region of `len` bytes is placed at: the caller's `align`, at least a page,
-/// 2 MiB from 2 MiB on (whole page-table pages move), 1 GiB from 1 GiB on.
-fn placement_align(len: usize, align: usize) -> usize {
-    let size_align = if len >= PUD_SIZE {
-        PUD_SIZE
-    } else if len >= PMD_SIZE {
-        PMD_SIZE
-    } else {
-        sys::page_size()
-    };
-    align.max(size_align)
-}
-
-/// What to create at a placement.
-#[derive(Clone, Copy)]
-enum Kind {
-    /// Zeroed read-write memory.
-    Memory,
-    /// A `PROT_NONE` reservation to move a mapping into.
-    Reservation,
-}
-
-fn create(kind: Kind, hint: usize, len: usize) -> Result<*mut u8, Errno> {
-    match kind {
-        Kind::Memory => sys::map_anon(hint, len),
-        Kind::Reservation => sys::reserve(hint, len),
-    }
-}
-
-/// Creates `len` bytes (page multiple) of `kind`, aligned to `placement_align(len, align)`,
-/// with room after it to grow in place. Counts every system call in `calls`.
-fn place(kind: Kind, len: usize, align: usize, calls: &mut u32) -> Result<*mut u8, Errno> {
-    place_with(kind, len, align, len >= ROOMY, calls)
-}
-
-/// Regions from this size on get a slot of the zone with room to grow in place; smaller ones
-/// are packed densely by the kernel (they share page-table pages, and moving one costs a few
-/// µs of page-table work, so room to grow would buy little).
-pub(crate) const ROOMY: usize = PMD_SIZE;
-
-/// [`place`], in the zone when `roomy`, else wherever the kernel packs it.
-fn place_with(
-    kind: Kind,
-    len: usize,
-    align: usize,
-    roomy: bool,
-    calls: &mut u32,
-) -> Result<*mut u8, Errno> {
-    let align = placement_align(len, align);
-    if roomy
-        && !ZONE_UNUSABLE.load(Ordering::Relaxed)
-        && let Some(slot) = zone::slot_size(len, align)
-    {
-        for _ in 0..zone::ATTEMPTS {
-            let Some(addr) = zone::next_slot(slot) else {
-                break;
-            };
-            *calls += 1;
-            match create(kind, addr, len) {
-                Ok(p) => return Ok(p),
-                Err(Errno(libc::EEXIST)) => continue,
-                Err(_) => {
-                    if zone_unreachable(addr, calls) {
-                        ZONE_UNUSABLE.store(true, Ordering::Relaxed);
-                    }
-                    break;
-                }
-            }
-        }
-    }
-    place_by_kernel(kind, len, align, calls)
-}
-
-/// A `PROT_NONE` reservation of `len` bytes (page multiple) placed like a region: in the
-/// zone, aligned, with room after it to grow in place. For the arena.
-pub(crate) fn place_reservation(len: usize, calls: &mut u32) -> Result<*mut u8, Errno> {
-    place_with(Kind::Reservation, len, sys::page_size(), true, calls)
-}
-
-/// Lets the kernel choose the address; over-maps by `align - page` and trims to align.
-fn place_by_kernel(
-    kind: Kind,
-    len: usize,
-    align: usize,
-    calls: &mut u32,
-) -> Result<*mut u8, Errno> {
-    let page = sys::page_size();
-    let extra = align.saturating_sub(page);
-    let total = len.checked_add(extra).ok_or(Errno(libc::ENOMEM))?;
-    *calls += 1;
-    let raw = create(kind, 0, total)?;
-    if extra == 0 {
-        return Ok(raw);
-    }
-    let start = (raw as usize).next_multiple_of(align);
-    let head = start - raw as usize;
-    let tail = total - head - len;
-    // SAFETY: `raw..raw + total` is the mapping we just made; head and tail are the parts of
-    // it outside `start..start + len`, which nothing refers to.
-    unsafe {
-        if head > 0 {
-            *calls += 1;
-            let _ = sys::unmap(raw, head);
-        }
-        if tail > 0 {
-            *calls += 1;
-            let _ = sys::unmap(raw.add(head + len), tail);
-        }
-        Ok(raw.add(head))
-    }
-}
 
 impl Region {
     /// Maps a new zeroed region of at least `len` bytes (rounded up to whole pages), aligned

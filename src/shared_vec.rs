@@ -5,8 +5,9 @@
 //! file of its own before its first append.
 
 use crate::error::{TryReserveError, TryReserveErrorKind};
+use crate::region::place as placement;
 use crate::stats::GrowStats;
-use crate::sys::{self, Errno, zone};
+use crate::sys::{self, Errno};
 use core::alloc::Layout;
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering::*};
@@ -525,8 +526,12 @@ impl<T: Copy + Send + Sync> SharedVec<T> {
             }
             let slot = self.free_slot();
             let fd = w.fd;
-            let p = place(bytes, |hint| sys::map_shared(hint, bytes, fd), &mut w.stats)
-                .map_err(fail)?;
+            let p = place(
+                bytes,
+                |hint, len| sys::map_shared(hint, len, fd),
+                &mut w.stats,
+            )
+            .map_err(fail)?;
             if old.is_some() {
                 w.stats.moved += 1;
                 w.stats.bytes_remapped += (len * Self::ELEM) as u64;
@@ -554,11 +559,11 @@ impl<T: Copy + Send + Sync> SharedVec<T> {
         let mapped = if new_fd >= 0 {
             place(
                 bytes,
-                |hint| sys::map_shared(hint, bytes, new_fd),
+                |hint, len| sys::map_shared(hint, len, new_fd),
                 &mut w.stats,
             )
         } else {
-            place(bytes, |hint| sys::map_anon(hint, bytes), &mut w.stats)
+            place(bytes, sys::map_anon, &mut w.stats)
         };
         let p = match mapped {
             Ok(p) => p,
@@ -689,28 +694,18 @@ mod fork {
     }
 }
 
-/// Maps `bytes` with `map(hint)` at a zone slot with room to grow in place, or where the
-/// kernel likes.
+/// Maps `bytes` with `map(hint, len)` at a zone slot with room to grow in place, or where the
+/// kernel likes: the crate's one placement policy (`region::place`), whatever the size, since
+/// growing a view in place is what keeps readers from ever waiting.
 fn place(
     bytes: usize,
-    map: impl Fn(usize) -> Result<*mut u8, Errno>,
+    map: impl Fn(usize, usize) -> Result<*mut u8, Errno>,
     stats: &mut GrowStats,
 ) -> Result<*mut u8, Errno> {
-    if let Some(slot) = zone::slot_size(bytes, sys::page_size()) {
-        for _ in 0..zone::ATTEMPTS {
-            let Some(addr) = zone::next_slot(slot) else {
-                break;
-            };
-            stats.syscalls += 1;
-            match map(addr) {
-                Ok(p) => return Ok(p),
-                Err(Errno(libc::EEXIST)) => continue,
-                Err(_) => break,
-            }
-        }
-    }
-    stats.syscalls += 1;
-    map(0)
+    let mut calls = 0;
+    let r = placement::place(bytes, sys::page_size(), true, &mut calls, &map);
+    stats.syscalls += u64::from(calls);
+    r
 }
 
 impl<T: Copy + Send + Sync> Drop for SharedVec<T> {

@@ -270,11 +270,11 @@ fn a_transient_placement_failure_keeps_the_zone() {
     let (r, _) = Region::new(4 * MIB, 1).unwrap();
     fault::disarm();
     drop(r);
-    assert!(!ZONE_UNUSABLE.load(Ordering::Relaxed));
+    assert!(!place::zone_unusable());
     let (r, _) = Region::new(4 * MIB, 1).unwrap();
     let a = r.as_ptr() as usize;
     assert!(
-        (zone::START..zone::END).contains(&a),
+        (place::START..place::END).contains(&a),
         "placed outside the zone: {a:#x}"
     );
 }
@@ -374,4 +374,23 @@ fn kept_regions_decay_and_can_be_released() {
     crate::release_cached();
     // Other tests may keep regions meanwhile; ours went back.
     assert!(recycle::stats().released_bytes >= before.released_bytes + 2 * len as u64);
+}
+
+#[test]
+fn zone_slots_are_aligned_to_their_size_and_leave_room() {
+    let page = sys::page_size();
+    for len in [page, 100 << 10, 2 << 20, 5 << 20, 1 << 30, 3 << 30] {
+        let slot = place::slot_size(len, page).unwrap();
+        assert!(slot.is_power_of_two());
+        assert!(slot >= 256 * len.next_power_of_two() || slot >= len + (4 << 40));
+        assert!(slot >= 4 << 30);
+        let a = place::next_slot(slot).unwrap();
+        assert_eq!(a % slot, 0);
+        assert!(a >= place::START && a + slot <= place::END);
+    }
+    // Alignment above the size is honoured.
+    let slot = place::slot_size(page, 64 << 30).unwrap();
+    assert!(slot >= 64 << 30);
+    // Absurd sizes get no slot (the kernel places them, or refuses).
+    assert_eq!(place::slot_size(usize::MAX / 2, page), None);
 }

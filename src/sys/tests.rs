@@ -123,26 +123,6 @@ fn fallback_has_no_mremap() {
     }
     assert!(!features().mremap);
 }
-
-#[test]
-fn zone_slots_are_aligned_to_their_size_and_leave_room() {
-    let page = page_size();
-    for len in [page, 100 << 10, 2 << 20, 5 << 20, 1 << 30, 3 << 30] {
-        let slot = zone::slot_size(len, page).unwrap();
-        assert!(slot.is_power_of_two());
-        assert!(slot >= 256 * len.next_power_of_two() || slot >= len + (4 << 40));
-        assert!(slot >= 4 << 30);
-        let a = zone::next_slot(slot).unwrap();
-        assert_eq!(a % slot, 0);
-        assert!(a >= zone::START && a + slot <= zone::END);
-    }
-    // Alignment above the size is honoured.
-    let slot = zone::slot_size(page, 64 << 30).unwrap();
-    assert!(slot >= 64 << 30);
-    // Absurd sizes get no slot (the kernel places them, or refuses).
-    assert_eq!(zone::slot_size(usize::MAX / 2, page), None);
-}
-
 /// Issue 10, defect 6: the multi-mapping probe must not unmap the range its move vacated:
 /// another thread may have mapped there the instant it was free.
 #[cfg(all(target_os = "linux", not(feature = "force-fallback")))]

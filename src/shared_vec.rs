@@ -644,54 +644,9 @@ impl<T: Copy + Send + Sync> SharedVec<T> {
     }
 }
 
-/// Fork detection for buffers in memory files: a counter that a `pthread_atfork` child handler
-/// raises, so that a process sees by one relaxed load whether it is a forked child of the
-/// process that created a file (which that process may still write).
-///
-/// Registering the handler is the one foreign call outside `sys`; it belongs next to
-/// `sys::memfd`.
+/// Fork detection for buffers in memory files (see `sys::fork_generation`).
 mod fork {
-    use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-
-    /// Raised in every forked child (by the handler inherited from the parent).
-    static GENERATION: AtomicUsize = AtomicUsize::new(0);
-
-    /// Forks between the first registration (in this process or an ancestor) and now. In
-    /// the process that registered, it never changes.
-    #[inline]
-    pub(super) fn generation() -> usize {
-        GENERATION.load(Relaxed)
-    }
-
-    /// Registers the child handler once; false if it cannot be registered (then the caller
-    /// must not share memory through a file).
-    #[cfg(all(target_os = "linux", not(feature = "force-fallback")))]
-    pub(super) fn watch() -> bool {
-        use core::sync::atomic::{AtomicBool, Ordering::*};
-        static REGISTERED: AtomicBool = AtomicBool::new(false);
-        extern "C" fn child() {
-            GENERATION.fetch_add(1, Relaxed);
-        }
-        if REGISTERED.load(Acquire) {
-            return true;
-        }
-        // No `Once`: a fork while another thread runs its closure would leave the child
-        // waiting for it forever. Threads racing here may each register a handler; that only
-        // moves the generation by more than one per fork.
-        // SAFETY: registers a child handler that only increments an atomic, which is
-        // async-signal-safe, as a handler run in the child of a multithreaded process must be.
-        let ok = unsafe { libc::pthread_atfork(None, None, Some(child)) } == 0;
-        if ok {
-            REGISTERED.store(true, Release);
-        }
-        ok
-    }
-
-    /// No memory files on this backend: nothing to watch.
-    #[cfg(not(all(target_os = "linux", not(feature = "force-fallback"))))]
-    pub(super) fn watch() -> bool {
-        false
-    }
+    pub(super) use crate::sys::{fork_generation as generation, watch_forks as watch};
 }
 
 /// Maps `bytes` with `map(hint, len)` at a zone slot with room to grow in place, or where the

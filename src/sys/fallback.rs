@@ -190,6 +190,17 @@ pub(crate) fn now_ms() -> u64 {
     (ts.tv_sec as u64) * 1000 + (ts.tv_nsec as u64) / 1_000_000
 }
 
+/// No memory files on this backend, so nothing to watch: always 0.
+#[inline]
+pub(crate) fn fork_generation() -> usize {
+    0
+}
+
+/// No memory files on this backend: nothing is shared, nothing to watch.
+pub(crate) fn watch_forks() -> bool {
+    false
+}
+
 /// Unmaps `[addr, addr + len)`.
 ///
 /// # Safety

@@ -367,6 +367,39 @@ pub(crate) fn now_ms() -> u64 {
     (ts.tv_sec as u64) * 1000 + (ts.tv_nsec as u64) / 1_000_000
 }
 
+/// Forks of this process (and its ancestors) since [`watch_forks`] first succeeded: raised by a
+/// `pthread_atfork` child handler, so a process sees with one relaxed load whether it is a
+/// forked child of the process that created some shared memory. Never changes in the process
+/// that registered.
+#[inline]
+pub(crate) fn fork_generation() -> usize {
+    FORK_GENERATION.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+static FORK_GENERATION: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Registers the fork-counting child handler once; false if it cannot be registered (then the
+/// caller must not share memory through a file). No `Once`: a fork while another thread ran its
+/// closure would leave the child waiting forever; threads racing here may each register a
+/// handler, which only moves the generation by more than one per fork.
+pub(crate) fn watch_forks() -> bool {
+    use core::sync::atomic::{AtomicBool, Ordering::*};
+    static REGISTERED: AtomicBool = AtomicBool::new(false);
+    extern "C" fn child() {
+        FORK_GENERATION.fetch_add(1, Relaxed);
+    }
+    if REGISTERED.load(Acquire) {
+        return true;
+    }
+    // SAFETY: registers a child handler that only increments an atomic, which is
+    // async-signal-safe, as a handler run in the child of a multithreaded process must be.
+    let ok = unsafe { libc::pthread_atfork(None, None, Some(child)) } == 0;
+    if ok {
+        REGISTERED.store(true, Release);
+    }
+    ok
+}
+
 /// Unmaps `[addr, addr + len)`.
 ///
 /// # Safety

@@ -8,17 +8,20 @@
 //!
 //! * **Size classes.** Class `c` holds regions of `(2^(c-1), 2^c]` pages, in [`SLOTS`] slots. A
 //!   request of `n` pages looks in its own class (whose regions are `< 2n`) and then in the next
-//!   one, trimming what it takes there to `n` pages (the tail goes back to the recycler), so a
-//!   buffer never gets more than twice what it asked for.
+//!   one, trimming what it takes there to `n` pages (the tail goes back to the
+//!   recycler, or to the kernel when it is below [`MIN_KEEP`]), so a buffer never gets more than
+//!   twice what it asked for.
 //! * **Lock-free, allocation-free.** A slot is claimed by a compare-exchange (`EMPTY`/`FULL` to
 //!   `BUSY`), filled or emptied, and released with a store. No thread ever waits for another, so
 //!   a signal or a `fork` in the middle of a call cannot leave anything held: a child that finds
 //!   a slot `BUSY` skips it (the mapping in it is leaked in the child). Usable from `GlobalAlloc`.
 //! * **Bounded, exactly.** Bytes are counted in `KEPT` *before* a slot is filled and uncounted
 //!   only after it is emptied, against a limit of [`DEFAULT_FLOOR`] plus a quarter of the bytes
-//!   of live regions (see [`CacheConfig`]).
+//!   of live regions, that part capped at 1 GiB (see [`CacheConfig`]). A child forked in the
+//!   middle of a `put` may count bytes it never keeps: its limit is that much lower.
 //! * **Decay.** A region kept longer than the decay delay (default 1 s) is unmapped. Checked
-//!   lazily, at most every few milliseconds, by later calls; no background thread.
+//!   lazily by later calls, a few regions per call (no call pays for all of them); no
+//!   background thread, and no flag a `fork` could leave set.
 //!   [`release_cached`](crate::release_cached) unmaps everything kept at once.
 //! * **Known zero.** Each kept region records how many of its leading bytes may be non-zero
 //!   (its dirty extent); everything after is zero (fresh pages). Zeroing callers write only that.
@@ -27,14 +30,14 @@
 use super::{LIVE_BYTES, Region};
 use crate::sys;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::*};
+use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering::*};
 
 /// Smallest region kept: 128 KiB (the default heap threshold of vectors and of the allocator).
 pub(crate) const MIN_KEEP: usize = 128 << 10;
 /// Largest region kept: 4 GiB.
 pub(crate) const MAX_KEEP: usize = 4 << 30;
 /// Slots per size class.
-const SLOTS: usize = 8;
+const SLOTS: usize = 16;
 /// Size classes: by pages, `(2^(c-1), 2^c]`, up to 2^20 pages (4 GiB of 4 KiB pages) and one
 /// more for larger pages sizes' rounding.
 const CLASSES: usize = 22;
@@ -94,7 +97,6 @@ static HITS: AtomicU64 = AtomicU64::new(0);
 static MISSES: AtomicU64 = AtomicU64::new(0);
 static DECAYED: AtomicU64 = AtomicU64::new(0);
 static RELEASED_BYTES: AtomicU64 = AtomicU64::new(0);
-static DECAY_RUNNING: AtomicBool = AtomicBool::new(false);
 
 /// The recycler's limits, process-wide. Read with [`CacheConfig::current`], change with
 /// [`CacheConfig::apply`]. The environment variable `REMAPVEC_CACHE=0` turns the recycler off
@@ -235,10 +237,15 @@ fn enabled() -> bool {
     }
 }
 
+/// The part of the limit that grows with live regions is capped here: live bytes are mapped
+/// bytes, and a huge reservation that is never touched must not let the recycler hold
+/// gigabytes of dirty pages.
+const LIVE_PART_MAX: usize = 1 << 30;
+
 fn limit() -> usize {
     let div = LIVE_DIV.load(Relaxed);
     let live = LIVE_BYTES.load(Relaxed).checked_div(div).unwrap_or(0);
-    FLOOR.load(Relaxed).saturating_add(live)
+    FLOOR.load(Relaxed).saturating_add(live.min(LIVE_PART_MAX))
 }
 
 /// The class of a region of `len` bytes (a page multiple): `ceil(log2(pages))`.
@@ -296,19 +303,33 @@ fn evict_oldest(only: Option<usize>) -> u32 {
     0
 }
 
-/// Unmaps every kept region that has been idle past the decay delay, at most every
-/// `delay / 8` milliseconds (checked by any call). Returns the system calls made.
+/// Regions unmapped by decay in one call at most, so that no unrelated allocation pays for
+/// unmapping everything that expired at once (each further call takes the next few).
+const DECAY_BATCH: usize = 2;
+
+/// Unmaps regions that have been idle past the decay delay: at most [`DECAY_BATCH`] per call,
+/// and a pass at most every `delay / 8` milliseconds (sooner while expired regions remain).
+/// A pass is claimed by a compare-exchange on its deadline: no flag that a `fork` in the middle
+/// of a pass could leave set in the child. Returns the system calls made.
 fn decay(now: u64) -> u32 {
-    if now < NEXT_DECAY.load(Relaxed) {
+    let next = NEXT_DECAY.load(Relaxed);
+    if now < next {
         return 0;
     }
     let delay = DECAY_MS.load(Relaxed);
-    NEXT_DECAY.store(now + (delay / 8).max(1), Relaxed);
-    if DECAY_RUNNING.swap(true, Acquire) {
-        return 0;
+    if NEXT_DECAY
+        .compare_exchange(next, now + (delay / 8).max(1), Relaxed, Relaxed)
+        .is_err()
+    {
+        return 0; // another thread runs this pass
     }
     let mut calls = 0;
     for s in BINS.iter().flatten() {
+        if calls as usize >= DECAY_BATCH {
+            // More may have expired: look again at the next call.
+            NEXT_DECAY.store(now, Relaxed);
+            break;
+        }
         if s.state.load(Relaxed) == FULL
             && s.stamp.load(Relaxed).saturating_add(delay) <= now
             && s.state
@@ -325,7 +346,6 @@ fn decay(now: u64) -> u32 {
             }
         }
     }
-    DECAY_RUNNING.store(false, Release);
     calls
 }
 
@@ -438,13 +458,13 @@ pub(crate) fn take(
         l >= n && addr.is_multiple_of(align) && (meta & 1 == 1) == huge
     };
     let c = class(n);
-    for class in [c, c + 1] {
-        if class >= CLASSES {
-            break;
-        }
+    // Its own class first (regions < 2n), then the next one (trimmed to the request). Larger
+    // classes are not searched: chopping big regions for small requests leaves nothing for the
+    // next big one (measured: more faults, not fewer).
+    for bin in BINS.iter().skip(c).take(2) {
         for _ in 0..SLOTS {
             // Pick by the (possibly stale) contents, then claim and check again.
-            let Some(s) = BINS[class]
+            let Some(s) = bin
                 .iter()
                 .filter(|s| s.state.load(Acquire) == FULL)
                 .filter(|s| {

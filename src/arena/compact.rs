@@ -444,6 +444,7 @@ impl Mover {
         while done < len {
             let (s, d) = (src.wrapping_add(done), dst.wrapping_add(done));
             self.calls += 1;
+            super::repair::window(d, len - done);
             // Ownership proof for `move_span`'s destination: this NOREPLACE succeeded.
             if sys::reserve(d as usize, len - done).is_err() {
                 break;
@@ -461,6 +462,7 @@ impl Mover {
         while back < done {
             let (s, d) = (dst.wrapping_add(back), src.wrapping_add(back));
             self.calls += 1;
+            super::repair::window(d, done - back);
             // Ownership proof for `move_span`'s destination: the vacated source prefix taken
             // back by this NOREPLACE.
             if sys::reserve(d as usize, done - back).is_err() {
@@ -611,6 +613,8 @@ impl PageArena {
         let mut garbage = Garbage::default();
         let mut mover = Mover::new();
         let mut result = Ok(());
+        // Set when a run is left in scratch space (see below): no later run may use it.
+        let mut stranded = false;
         for run in &runs {
             let overlap = run.dst + run.len > run.src;
             let need_end = run.src.min(run.dst + run.len);
@@ -653,6 +657,11 @@ impl PageArena {
                             dst: run.dst,
                         };
                         if self.fenced(run.dst, run.len) {
+                            // The run's own vacated source (part of its target) could not be
+                            // taken back: the run stays in scratch space, which the next run
+                            // through scratch would move onto (unmapping these regions) and
+                            // then re-reserve. Stop here, consistent, the rest unmoved.
+                            stranded = true;
                             return Ok(());
                         }
                         rep.regions_moved -= run.items.len();
@@ -663,6 +672,9 @@ impl PageArena {
             };
             if let Err(e) = r {
                 result = Err(e);
+                break;
+            }
+            if stranded {
                 break;
             }
         }

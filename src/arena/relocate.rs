@@ -199,6 +199,7 @@ impl PageArena {
         let extra = new_cap - self.cap;
         let end = self.base.wrapping_add(self.cap);
         self.stats.arena.syscalls += 1;
+        super::repair::window(end, extra);
         // MAP_FIXED_NOREPLACE: success makes `[end, end + extra)` ours, failure touches nothing.
         if sys::reserve(end as usize, extra).is_ok() {
             self.holes.insert(self.cap, extra);
@@ -293,6 +294,7 @@ impl PageArena {
             *calls += mover.calls;
             let Err((err, done)) = r else {
                 // The old range is vacated and given up: never touched again.
+                super::repair::window(self.base, self.cap);
                 return Ok(());
             };
             let mut back = Mover::new();
@@ -324,6 +326,8 @@ impl PageArena {
             let (src, dst) = (self.base.wrapping_add(off), new_base.wrapping_add(off));
             // `[dst, dst + len)` is part of our fresh reservation, never targeted before.
             let Err((err, done)) = mover.move_span(src, len, dst) else {
+                // The old place is vacated and given up: never touched again.
+                super::repair::window(src, len);
                 continue;
             };
             let outcome = if done == 0 {
@@ -341,6 +345,7 @@ impl PageArena {
             for &(off, len) in regions[..k].iter().rev() {
                 let (src, dst) = (self.base.wrapping_add(off), new_base.wrapping_add(off));
                 mover.calls += 1;
+                super::repair::window(src, len);
                 let back = sys::reserve(src as usize, len).is_ok()
                     // SAFETY of the move: the old place is ours again (NOREPLACE just now),
                     // the new one holds our moved region (see `Mover::move_span`).

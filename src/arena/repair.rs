@@ -23,6 +23,15 @@ use crate::sys;
 /// backend has no `mremap` either, which is what this reads.
 const COMMIT_KEEPS_MAPPING: bool = sys::HAS_MREMAP;
 
+/// A window inside an arena operation (see `window_hook`): nothing outside tests.
+#[inline(always)]
+pub(super) fn window(addr: *mut u8, len: usize) {
+    #[cfg(test)]
+    window_hook::open(addr, len);
+    #[cfg(not(test))]
+    let _ = (addr, len);
+}
+
 impl PageArena {
     /// Takes back `[off, off + len)`, a range that is not the arena's right now (a move
     /// vacated it, or a failed call may have released it) and is in neither `holes` nor
@@ -35,6 +44,7 @@ impl PageArena {
             return (0, true);
         }
         let mut calls = 1;
+        window(self.base.wrapping_add(off), len);
         if sys::reserve(self.base.wrapping_add(off) as usize, len).is_ok() {
             return (calls, true);
         }
@@ -224,5 +234,35 @@ impl Drop for PageArena {
         }
         // Fences stay mapped: they are not ours, or not provably so (leaked on purpose).
         self.unmap_all_but_fences(self.base, self.cap);
+    }
+}
+
+/// Test hook: stands for another thread that maps memory at an instant inside an arena
+/// operation when a range is not the arena's (a source a move just vacated, a destination a
+/// failed call may have released, the addresses past the arena's end it is about to claim).
+/// Every such window calls [`window`] with the range; the regression tests map foreign pages
+/// there at random and check that the arena never touches them and never hands out a region
+/// over pages it does not hold read-write.
+#[cfg(test)]
+pub(super) mod window_hook {
+    use core::cell::Cell;
+
+    /// What the hook is given: the start and length of the range that is open right now.
+    pub(in crate::arena) type Hook = fn(addr: *mut u8, len: usize);
+
+    thread_local! {
+        static HOOK: Cell<Option<Hook>> = const { Cell::new(None) };
+    }
+
+    /// Sets (or clears) the current thread's hook; it stays set until cleared.
+    pub(in crate::arena) fn set(hook: Option<Hook>) {
+        HOOK.with(|h| h.set(hook));
+    }
+
+    /// Runs the current thread's hook, if any.
+    pub(in crate::arena) fn open(addr: *mut u8, len: usize) {
+        if let Some(h) = HOOK.with(Cell::get) {
+            h(addr, len);
+        }
     }
 }

@@ -1,3 +1,4 @@
+use super::repair::window_hook;
 use super::*;
 use crate::sys::fault;
 use std::collections::HashMap;
@@ -488,4 +489,250 @@ fn region_ids_of_arenas_2_pow_32_apart_differ() {
     assert!(b.get(id).is_none(), "an id of arena a reaches arena b");
     assert!(a.get(other).is_none(), "an id of arena b reaches arena a");
     assert!(matches!(b.free(id), Err(ArenaError::InvalidId(_))));
+}
+
+/// Foreign memory for [`foreign_mappings_in_every_window_never_break_a_region`]: mappings the
+/// window hook made, each filled with a pattern derived from its address.
+mod foreign {
+    use super::sys;
+    use std::cell::{Cell, RefCell};
+
+    thread_local! {
+        static RNG: Cell<u64> = const { Cell::new(1) };
+        /// One in `ODDS` windows gets a foreign mapping.
+        static ODDS: Cell<u64> = const { Cell::new(2) };
+        static MAPS: RefCell<Vec<(usize, usize)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub(super) fn seed(seed: u64, odds: u64) {
+        RNG.with(|r| r.set(seed | 1));
+        ODDS.with(|o| o.set(odds.max(1)));
+    }
+
+    pub(super) fn below(n: u64) -> u64 {
+        RNG.with(|r| {
+            let mut x = r.get();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            r.set(x);
+            x % n.max(1)
+        })
+    }
+
+    fn word(addr: usize, i: usize) -> u64 {
+        (addr as u64 ^ 0x5DEE_CE66).wrapping_add((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    }
+
+    /// Maps `pages` read-write pages exactly at `addr` (never replacing anything) and fills
+    /// them; records them. Returns whether it mapped.
+    pub(super) fn map_at(addr: usize, pages: usize) -> bool {
+        let len = pages * sys::page_size();
+        // SAFETY: a new anonymous mapping; NOREPLACE never replaces anything.
+        let p = unsafe {
+            libc::mmap(
+                addr as *mut libc::c_void,
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return false;
+        }
+        if p as usize != addr {
+            // SAFETY: our own fresh mapping (a kernel that took NOREPLACE as a hint).
+            unsafe { libc::munmap(p, len) };
+            return false;
+        }
+        // SAFETY: our own fresh read-write mapping of `len` bytes.
+        let words = unsafe { std::slice::from_raw_parts_mut(p.cast::<u64>(), len / 8) };
+        for (i, w) in words.iter_mut().enumerate() {
+            *w = word(addr, i);
+        }
+        MAPS.with(|m| m.borrow_mut().push((addr, len)));
+        true
+    }
+
+    /// The window hook: at one window in `ODDS`, maps 1 to 4 pages at a page of the open
+    /// range or just around it (its start, its end, a few pages inside).
+    pub(super) fn hook(addr: *mut u8, len: usize) {
+        if below(ODDS.with(Cell::get)) != 0 {
+            return;
+        }
+        let page = sys::page_size();
+        let pages = (len / page).max(1) as u64;
+        let at = match below(4) {
+            0 => addr as usize,
+            1 => addr as usize + (pages - 1) as usize * page,
+            2 => addr as usize + below(pages) as usize * page,
+            _ => (addr as usize + len).wrapping_sub(page * (1 + below(2)) as usize),
+        };
+        map_at(at, 1 + below(4) as usize);
+    }
+
+    /// Whether `len` bytes at `addr` can be read (a `PROT_NONE` or unmapped page is reported,
+    /// not a crash).
+    pub(super) fn readable(addr: usize, len: usize) -> bool {
+        if len == 0 {
+            return true;
+        }
+        let mut buf = vec![0u8; len];
+        let local = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: len,
+        };
+        let remote = libc::iovec {
+            iov_base: addr as *mut _,
+            iov_len: len,
+        };
+        // SAFETY: reads this process's own memory into `buf`; an inaccessible page is an error,
+        // never a fault.
+        let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+        n == len as isize
+    }
+
+    /// Panics if any foreign page was unmapped, made inaccessible or changed.
+    pub(super) fn verify() {
+        MAPS.with(|m| {
+            for &(addr, len) in m.borrow().iter() {
+                assert!(readable(addr, len), "foreign mapping at {addr:#x} lost");
+                // SAFETY: readable just now, and ours (the test's).
+                let words = unsafe { std::slice::from_raw_parts(addr as *const u64, len / 8) };
+                for (i, &w) in words.iter().enumerate() {
+                    assert_eq!(w, word(addr, i), "foreign mapping at {addr:#x} changed");
+                }
+            }
+        });
+    }
+
+    pub(super) fn count() -> usize {
+        MAPS.with(|m| m.borrow().len())
+    }
+
+    /// Verifies and unmaps every foreign mapping.
+    pub(super) fn release() {
+        verify();
+        for (addr, len) in MAPS.with(|m| std::mem::take(&mut *m.borrow_mut())) {
+            // SAFETY: the test's own mapping.
+            unsafe { libc::munmap(addr as *mut _, len) };
+        }
+    }
+}
+
+/// Every live region's pages are readable (not a fence's, not reservation): checked without
+/// faulting, before anything reads them.
+fn check_readable(a: &PageArena) {
+    for (&off, &i) in &a.by_off {
+        let e = a.slots[i as usize].entry.unwrap();
+        assert!(
+            foreign::readable(a.base as usize + off, e.mapped),
+            "region in slot {i} at {off:#x}+{:#x} is not read-write memory",
+            e.mapped
+        );
+    }
+}
+
+/// Another thread maps memory in every window an arena operation opens (a source a move
+/// vacated, the destination of a settle, the addresses past the arena's end): the arena
+/// never touches that memory and never hands out a region over pages that are not its own
+/// read-write memory (the `tests/ownership.rs` crash: a run left in compaction's scratch space
+/// when its target was fenced, then overwritten and re-reserved by the next run's move through
+/// the same scratch space).
+#[test]
+fn foreign_mappings_in_every_window_never_break_a_region() {
+    let page = page();
+    let configs: &[(CostModel, bool)] = &[
+        (CostModel::remap_only(), true),
+        (CostModel::remap_only(), false),
+        (CostModel::default(), true),
+        (CostModel::copy_only(), false),
+    ];
+    let mut windows_hit = 0;
+    for (k, &(cost, multi)) in configs.iter().enumerate() {
+        for seed in 0..3u64 {
+            foreign::seed(0x9E37 + seed * 7919 + k as u64, 2 + seed % 3);
+            window_hook::set(Some(foreign::hook));
+            let opts = ArenaOptions::new()
+                .initial_capacity(1 << 20)
+                .multi_mapping_move(multi)
+                .cost_model(cost);
+            let mut a = PageArena::with_options(opts);
+            let mut model: HashMap<RegionId, Vec<u8>> = HashMap::new();
+            let mut ids: Vec<RegionId> = Vec::new();
+            for step in 0..300u64 {
+                let pick = |n: usize| foreign::below(n as u64) as usize;
+                match pick(8) {
+                    0..=2 => {
+                        let len = (1 + pick(64)) * page - pick(2) * 7;
+                        let r = if pick(6) == 0 {
+                            a.alloc_aligned(len, 8 * page)
+                        } else {
+                            a.alloc(len)
+                        };
+                        if let Ok(id) = r {
+                            let v = fill(&mut a, id, step as u8);
+                            model.insert(id, v);
+                            ids.push(id);
+                        }
+                    }
+                    3 if !ids.is_empty() => {
+                        let id = ids.swap_remove(pick(ids.len()));
+                        a.free(id).unwrap();
+                        model.remove(&id);
+                    }
+                    4 | 5 if !ids.is_empty() => {
+                        let id = ids[pick(ids.len())];
+                        let new = model[&id].len() + (1 + pick(128)) * page;
+                        match a.grow(id, new) {
+                            Ok(()) => model.get_mut(&id).unwrap().resize(new, 0),
+                            Err(ArenaError::Broken(_)) => {}
+                            Err(e) => panic!("grow: {e}"),
+                        }
+                    }
+                    6 if !ids.is_empty() => {
+                        let id = ids[pick(ids.len())];
+                        let new = model[&id].len() / (1 + pick(3));
+                        a.shrink(id, new).unwrap();
+                        model.get_mut(&id).unwrap().truncate(new);
+                    }
+                    _ => {
+                        if pick(4) == 0 {
+                            // A neighbour at the end: the arena must move to grow.
+                            let r = a.address_range();
+                            if r.end > r.start {
+                                foreign::map_at(r.end, 1);
+                            }
+                        }
+                        let _ = a.compact();
+                    }
+                }
+                // Regions marked broken are never handed out; everything else is intact.
+                let broken: Vec<RegionId> = ids
+                    .iter()
+                    .copied()
+                    .filter(|&id| a.lookup(id).is_ok_and(|e| e.broken))
+                    .collect();
+                for id in broken {
+                    assert!(a.get(id).is_none());
+                    model.remove(&id);
+                    ids.retain(|&x| x != id);
+                    a.free(id).unwrap();
+                }
+                check_readable(&a);
+                check_model(&a, &model);
+                foreign::verify();
+            }
+            window_hook::set(None);
+            windows_hit += foreign::count();
+            drop(a);
+            foreign::release();
+        }
+    }
+    assert!(
+        windows_hit > 0,
+        "the hook mapped foreign memory in some window"
+    );
 }

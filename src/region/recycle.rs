@@ -370,7 +370,7 @@ pub(crate) fn release_all() -> usize {
 /// request, or unmaps it. Returns the system calls made.
 pub(crate) fn put(region: Region, dirty: usize, huge: bool) -> u32 {
     let len = region.len();
-    if !sys::HAS_MREMAP || !(MIN_KEEP..=MAX_KEEP).contains(&len) || !enabled() {
+    if !(MIN_KEEP..=MAX_KEEP).contains(&len) || !enabled() {
         drop(region);
         return 1;
     }
@@ -446,7 +446,7 @@ pub(crate) fn take(
     huge: bool,
     exact: bool,
 ) -> Option<(Region, usize, u32)> {
-    if !sys::HAS_MREMAP || !enabled() {
+    if !enabled() {
         return None;
     }
     let n = sys::round_to_page(len)?;

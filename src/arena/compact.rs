@@ -370,14 +370,16 @@ impl Mover {
     }
 
     /// Moves `[src, src + len)` to `dst` (no overlap) in one call. On failure returns the
-    /// errno and how many bytes at the start had moved: the kernel moves mappings in address
-    /// order, and a moved mapping's source is no longer mapped.
+    /// errno and bounds `(lo, hi)` on how many bytes at the start had moved (`lo <= moved <=
+    /// hi`; equal when known exactly): the kernel moves mappings in address order, so the
+    /// moved part is a prefix. See [`moved_bounds`](Self::moved_bounds) for what the bounds
+    /// assume of the caller.
     pub(super) fn move_span(
         &mut self,
         src: *mut u8,
         len: usize,
         dst: *mut u8,
-    ) -> Result<(), (Errno, usize)> {
+    ) -> Result<(), (Errno, usize, usize)> {
         if len == 0 {
             return Ok(());
         }
@@ -392,27 +394,44 @@ impl Mover {
         // is alive.
         match unsafe { sys::remap_fixed(src, len, len, dst) } {
             Ok(()) => Ok(()),
-            Err(e) => Err((e, self.moved_prefix(src, len))),
+            Err(e) => {
+                // The moved prefix of the source is vacated: another thread may map there
+                // before the probes below look.
+                super::repair::window(src, len);
+                let (lo, hi) = self.moved_bounds(src, len, dst);
+                Err((e, lo, hi))
+            }
         }
     }
 
-    /// Bytes at the start of `[src, src + len)` that are no longer mapped: the first mapped
-    /// page, by binary search with one-page `mincore` probes. The kernel moves mappings in
-    /// address order, so the moved part is a prefix, and a page of it found unmapped was
-    /// moved away by this call (it was ours, mapped, just before). The result is used only
-    /// to decide what to move and what to take back with `MAP_FIXED_NOREPLACE`: a vacated
-    /// page is never assumed to be ours.
-    fn moved_prefix(&mut self, src: *mut u8, len: usize) -> usize {
+    /// Bounds on the bytes at the start of `[src, src + len)` that a failed move to `dst`
+    /// moved. The moved part is a prefix of `T` bytes.
+    ///
+    /// Lower bound, from the source: the first page found mapped by a binary search with
+    /// one-page `mincore` probes. Every page from `T` on is still ours and mapped, so any
+    /// mapped page found is at or below `T`; a foreign mapping in the vacated prefix can only
+    /// make the answer smaller.
+    ///
+    /// Upper bound, from the destination: the first page found unreadable by a binary search
+    /// with one-byte `process_vm_readv` probes. The caller guarantees that every page of the
+    /// span is a region's read-write page, so the moved prefix `[dst, dst + T)` reads and
+    /// any unreadable page found is at or above `T`, whatever lies past `T` (a foreign
+    /// mapping in the slice the failed call released, or the arena's own pages). The bound
+    /// is tight when the destination was `PROT_NONE` reservation. A span holding
+    /// `PROT_NONE` pages (holes) must not be moved by this call: no upper bound holds.
+    ///
+    /// The bounds decide only what to move, what to take back with `MAP_FIXED_NOREPLACE` and
+    /// what to fence: a vacated page is never assumed to be ours.
+    fn moved_bounds(&mut self, src: *mut u8, len: usize, dst: *mut u8) -> (usize, usize) {
         let page = sys::page_size();
         let pages = len / page;
         let mapped = |this: &mut Self, i: usize| {
             this.calls += 1;
             sys::is_mapped(src.wrapping_add(i * page), page)
         };
-        if mapped(self, 0) {
-            return 0;
-        }
-        let (mut lo, mut hi) = (1, pages);
+        // First mapped page: `lo` has an unmapped page before it (or is 0), `hi` is mapped
+        // (or is `pages`).
+        let (mut lo, mut hi) = (0, pages);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             if mapped(self, mid) {
@@ -421,26 +440,45 @@ impl Mover {
                 lo = mid + 1;
             }
         }
-        lo * page
+        let low = lo;
+        let readable = |this: &mut Self, i: usize| {
+            this.calls += 1;
+            sys::readable(dst.wrapping_add(i * page))
+        };
+        // First unreadable page at the destination, searched above `low` (every page below
+        // `T >= low` reads).
+        let (mut lo, mut hi) = (low, pages);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if readable(self, mid) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        (low * page, lo * page)
     }
 
-    /// After a move of `[src, src + len)` to `dst` stopped with `done` bytes moved: finish
-    /// it, or else move the moved part back. `Ok(true)`: all at `dst` (the source is
-    /// vacated); `Ok(false)`: all at `src` (`[dst, dst + len)` is vacated or may have been
-    /// released: the caller reclaims it); `Err((lo, hi))`: the kernel refused both, bytes
-    /// `[lo, hi)` of the span are at `dst`, the rest at `src`.
+    /// After a move of `[src, src + len)` (one region: every page read-write) to `dst`
+    /// stopped with exactly `done` bytes moved: finish it, or else move the moved part back.
+    /// `Some(true)`: all at `dst` (the source is vacated); `Some(false)`: all at `src`
+    /// (`[dst, dst + len)` is vacated or may have been released: the caller reclaims it);
+    /// `None`: the kernel refused both, or a further move stopped part-way where its
+    /// progress could not be told exactly: the region is split between both ranges in a way
+    /// not known, and the caller fences both whole.
     ///
     /// The failed call may have released the destination slice of the mapping it stopped at,
     /// so finishing first takes the rest of the destination back with `MAP_FIXED_NOREPLACE`
     /// (which fails while any of it is still our reservation: then we undo instead); undoing
-    /// first takes the vacated source prefix back the same way.
+    /// first takes the vacated source prefix back the same way. Each re-reserved destination
+    /// is `PROT_NONE`, as `move_span`'s upper bound needs.
     pub(super) fn settle(
         &mut self,
         src: *mut u8,
         len: usize,
         dst: *mut u8,
         mut done: usize,
-    ) -> Result<bool, (usize, usize)> {
+    ) -> Option<bool> {
         while done < len {
             let (s, d) = (src.wrapping_add(done), dst.wrapping_add(done));
             self.calls += 1;
@@ -451,12 +489,13 @@ impl Mover {
             }
             match self.move_span(s, len - done, d) {
                 Ok(()) => done = len,
-                Err((_, 0)) => break,
-                Err((_, more)) => done += more,
+                Err((_, 0, 0)) => break,
+                Err((_, lo, hi)) if lo == hi => done += lo,
+                Err(_) => return None,
             }
         }
         if done == len {
-            return Ok(true);
+            return Some(true);
         }
         let mut back = 0;
         while back < done {
@@ -466,15 +505,15 @@ impl Mover {
             // Ownership proof for `move_span`'s destination: the vacated source prefix taken
             // back by this NOREPLACE.
             if sys::reserve(d as usize, done - back).is_err() {
-                return Err((back, done));
+                return None;
             }
             match self.move_span(s, done - back, d) {
                 Ok(()) => back = done,
-                Err((_, 0)) => return Err((back, done)),
-                Err((_, more)) => back += more,
+                Err((_, lo, hi)) if lo == hi && lo > 0 => back += lo,
+                Err(_) => return None,
             }
         }
-        Ok(false)
+        Some(false)
     }
 }
 
@@ -830,14 +869,14 @@ impl PageArena {
             let mut fail = None;
             for it in &run.items {
                 let rel = it.off - run.src;
-                if let Err((e, done)) = mover.move_span(at(src + rel), it.mapped, at(dst + rel)) {
-                    fail = Some((e, rel + done));
+                if let Err((e, lo, hi)) = mover.move_span(at(src + rel), it.mapped, at(dst + rel)) {
+                    fail = Some((e, rel + lo, rel + hi));
                     break;
                 }
             }
             fail
         };
-        let Some((err, done)) = failure else {
+        let Some((err, lo, hi)) = failure else {
             // The whole source is vacated: ours again only through NOREPLACE (else fenced).
             rep.syscalls += self.reclaim(src, run.len).0;
             self.rehome(&run.items, run.src, dst);
@@ -846,34 +885,42 @@ impl PageArena {
             rep.bytes_remapped += run.len as u64;
             return Ok(());
         };
-        // Part of the run may have moved: whole regions below `done` did.
+        // Whole regions below `lo` moved, whole regions at or above `hi` did not. When the
+        // bounds differ (a foreign mapping in the vacated source made the source probe
+        // under-count), every region touching `[lo, hi)` is broken: where its pages are is
+        // not known, so both its ranges are fenced whole and never touched again.
         let mut moved = Vec::new();
         let mut cut = None;
-        for it in &run.items {
-            let rel = it.off - run.src;
-            if rel + it.mapped <= done {
-                moved.push(*it);
-            } else if rel < done {
-                cut = Some((*it, done - rel));
-            }
-        }
+        let mut broken = Vec::new();
         // Run-relative ends: `[0, vacated)` of the source no longer holds our pages;
         // `[kept, len)` of the destination holds none of them either (and may have been
         // released by the failed call, or vacated by an undo).
-        let (mut vacated, mut kept) = (done, done);
-        let mut broken = None;
+        let (mut vacated, mut kept) = (lo, hi);
+        for it in &run.items {
+            let rel = it.off - run.src;
+            if rel + it.mapped <= lo {
+                moved.push(*it);
+            } else if lo == hi && rel < lo {
+                cut = Some((*it, lo - rel));
+            } else if lo < hi && rel < hi {
+                broken.push((it.index, src + rel, dst + rel, it.mapped));
+                vacated = vacated.min(rel);
+                kept = kept.max(rel + it.mapped);
+            }
+        }
         if let Some((it, part)) = cut {
             let rel = it.off - run.src;
             match mover.settle(at(src + rel), it.mapped, at(dst + rel), part) {
-                Ok(true) => {
+                Some(true) => {
                     moved.push(it);
                     (vacated, kept) = (rel + it.mapped, rel + it.mapped);
                 }
-                Ok(false) => (vacated, kept) = (rel, rel),
-                Err(_) => {
-                    // Both finishing and undoing were refused (two refusals in a row): the
-                    // region is broken, both its ranges fenced (each holds part of it).
-                    broken = Some((it.index, src + rel, dst + rel, it.mapped));
+                Some(false) => (vacated, kept) = (rel, rel),
+                None => {
+                    // Both finishing and undoing were refused, or their progress could not
+                    // be told: the region is broken, both its ranges fenced (each holds part
+                    // of it).
+                    broken.push((it.index, src + rel, dst + rel, it.mapped));
                     (vacated, kept) = (rel, rel + it.mapped);
                 }
             }
@@ -892,7 +939,7 @@ impl PageArena {
                 e.off = off;
             }
         }
-        if let Some((index, s, d, len)) = broken {
+        for (index, s, d, len) in broken {
             self.break_region(index, &[(s, len), (d, len)]);
         }
         rep.syscalls += self.reclaim(src, vacated).0;

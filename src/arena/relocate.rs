@@ -103,20 +103,24 @@ impl PageArena {
         let mut mover = Mover::new();
         // `move_span`'s destination `[dst, dst + mapped)` is part of the hole `move_region`
         // took off `holes`: the arena's reservation (see `Mover::move_span`).
+        // The source is one region (read-write pages), the destination our `PROT_NONE`
+        // reservation: `move_span`'s bounds hold.
         let (outcome, err) = match mover.move_span(src_p, mapped, dst_p) {
-            Ok(()) => (Ok(true), None),
-            Err((e, 0)) => (Ok(false), Some(e)),
-            Err((e, done)) => (mover.settle(src_p, mapped, dst_p, done), Some(e)),
+            Ok(()) => (Some(true), None),
+            Err((e, 0, 0)) => (Some(false), Some(e)),
+            Err((e, lo, hi)) if lo == hi => (mover.settle(src_p, mapped, dst_p, lo), Some(e)),
+            // Where the pages are is not known (a foreign mapping in the vacated source).
+            Err((e, _, _)) => (None, Some(e)),
         };
         *calls += mover.calls;
         let fail = |e: Option<sys::Errno>| ArenaError::os("mremap", e.unwrap_or(sys::Errno(0)));
         match outcome {
-            Ok(true) => {
+            Some(true) => {
                 self.stats.regions.moved += 1;
                 self.stats.regions.bytes_remapped += mapped as u64;
                 Ok(true)
             }
-            Ok(false) => {
+            Some(false) => {
                 // All of the region is at `src`. The destination's head was vacated by the
                 // undo or may have been released by the failed call: reclaimed. The tail is
                 // ours (committed in `move_region`): discarded.
@@ -126,9 +130,10 @@ impl PageArena {
                 self.rebuild_holes();
                 Err(fail(err))
             }
-            Err(_) => {
-                // Cut in two, and the kernel refused to finish or undo: both ranges are fenced
-                // (part of each holds the region's pages), the region is broken.
+            None => {
+                // Cut in two, and the kernel refused to finish or undo, or where the cut is
+                // could not be told: both ranges are fenced (part of each may hold the
+                // region's pages, or foreign memory), the region is broken.
                 self.break_region(index, &[(src, mapped), (dst, mapped + tail)]);
                 self.rebuild_holes();
                 Err(fail(err))
@@ -260,7 +265,7 @@ impl PageArena {
         let new_base = self.reserve_like(new_cap, align)?;
         let mut calls = 0u64;
         let res = if sys::HAS_MREMAP {
-            self.relocate_by_remap(new_base, new_cap, &mut calls)
+            self.relocate_by_remap(new_base, &mut calls)
         } else {
             self.relocate_by_copy(new_base, new_cap, &mut calls)
         };
@@ -277,46 +282,15 @@ impl PageArena {
         Ok(())
     }
 
-    /// Relocation with `mremap`: the whole range in one call when the kernel moves several
-    /// mappings at once and no fence is in the way, else one call per region. On error every
-    /// region is back in the old range or broken, and the new reservation is given up: unmapped
-    /// where provably still ours, leaked where a failed call may have released it.
-    fn relocate_by_remap(
-        &mut self,
-        new_base: *mut u8,
-        new_cap: usize,
-        calls: &mut u64,
-    ) -> Result<(), ArenaError> {
+    /// Relocation with `mremap`: one call per region, each moving the pages of one region
+    /// only. (One multi-mapping call for the whole range would also move the holes, whose
+    /// `PROT_NONE` pages a move that stopped part-way leaves indistinguishable from unmoved
+    /// ones at the destination, so its progress could not be bounded from above once a
+    /// foreign mapping lands in the vacated source.) On error every region is back in the old
+    /// range or broken, and the new reservation is given up: leaked, since a failed call may
+    /// have released part of it.
+    fn relocate_by_remap(&mut self, new_base: *mut u8, calls: &mut u64) -> Result<(), ArenaError> {
         let mut mover = Mover::new();
-        if self.opts.multi_mapping_move && self.fences.is_empty() {
-            // `[new_base, new_base + cap)` is our fresh reservation (see `Mover::move_span`).
-            let r = mover.move_span(self.base, self.cap, new_base);
-            *calls += mover.calls;
-            let Err((err, done)) = r else {
-                // The old range is vacated and given up: never touched again.
-                super::repair::window(self.base, self.cap);
-                return Ok(());
-            };
-            let mut back = Mover::new();
-            let outcome = if done == 0 {
-                Ok(false)
-            } else {
-                back.settle(self.base, self.cap, new_base, done)
-            };
-            *calls += back.calls;
-            match outcome {
-                Ok(true) => return Ok(()),
-                Ok(false) => {}
-                Err((lo, hi)) => self.torn(lo, hi),
-            }
-            // `[0, cap)` of the new range may have been released by the failed call or
-            // vacated by the undo: leaked. The rest was never touched by a move.
-            *calls += 1;
-            // SAFETY: `[new_base + cap, new_base + new_cap)` is part of the reservation made
-            // in `relocate_arena`, and no move targeted it.
-            let _ = unsafe { sys::unmap(new_base.add(self.cap), new_cap - self.cap) };
-            return Err(ArenaError::os("mremap", err));
-        }
         let regions: Vec<(usize, usize)> = self
             .by_off
             .iter()
@@ -324,21 +298,29 @@ impl PageArena {
             .collect();
         for (k, &(off, len)) in regions.iter().enumerate() {
             let (src, dst) = (self.base.wrapping_add(off), new_base.wrapping_add(off));
-            // `[dst, dst + len)` is part of our fresh reservation, never targeted before.
-            let Err((err, done)) = mover.move_span(src, len, dst) else {
+            // `[dst, dst + len)` is part of our fresh reservation (`PROT_NONE`), never
+            // targeted before; the source is one region (read-write pages): `move_span`'s
+            // bounds hold.
+            let Err((err, lo, hi)) = mover.move_span(src, len, dst) else {
                 // The old place is vacated and given up: never touched again.
                 super::repair::window(src, len);
                 continue;
             };
-            let outcome = if done == 0 {
-                Ok(false)
-            } else {
-                mover.settle(src, len, dst, done)
+            let outcome = match (lo, hi) {
+                (0, 0) => Some(false),
+                (lo, hi) if lo == hi => mover.settle(src, len, dst, lo),
+                // Where its pages are is not known (a foreign mapping in the vacated source).
+                _ => None,
             };
             match outcome {
-                Ok(true) => continue,
-                Ok(false) => {}
-                Err((lo, hi)) => self.torn(off + lo, off + hi),
+                Some(true) => continue,
+                Some(false) => {}
+                None => {
+                    // Part of it may be in the new range (leaked with it), part of its old
+                    // place vacated and maybe anyone's: the old place is fenced whole.
+                    let index = self.by_off[&off];
+                    self.break_region(index, &[(off, len)]);
+                }
             }
             // Bring the regions already moved back into their vacated old places: each only
             // once a NOREPLACE has made its old place ours again, else it is broken.
@@ -351,8 +333,8 @@ impl PageArena {
                     // the new one holds our moved region (see `Mover::move_span`).
                     && mover.move_span(dst, len, src).is_ok();
                 if !back {
-                    // Its pages stay in the new range (leaked with it); the old place may be
-                    // anyone's, or partly ours: fenced.
+                    // Its pages stay in the new range (leaked with it), or are split between
+                    // both; the old place may be anyone's, or partly ours: fenced.
                     let index = self.by_off[&off];
                     self.break_region(index, &[(off, len)]);
                 }
@@ -374,36 +356,6 @@ impl PageArena {
             let _ = unsafe { sys::unmap(self.base.add(off), len) };
         }
         Ok(())
-    }
-
-    /// After a whole-range move stopped with `[lo, hi)` of the old range at the new one and
-    /// the kernel refused both to finish and to undo: the regions touching `[lo, hi)` are
-    /// broken (their pages there are leaked with the new range), their parts outside it are
-    /// fenced, and `[lo, hi)` itself, vacated, is reclaimed.
-    fn torn(&mut self, lo: usize, hi: usize) {
-        let hit: Vec<(usize, u32)> = self
-            .by_off
-            .iter()
-            .map(|(&o, &i)| (o, i))
-            .filter(|&(o, i)| {
-                let m = self.slots[i as usize].entry.map_or(0, |e| e.mapped);
-                o < hi && o + m > lo
-            })
-            .collect();
-        for (o, i) in hit {
-            let m = self.slots[i as usize].entry.map_or(0, |e| e.mapped);
-            let mut outside = Vec::new();
-            if o < lo {
-                outside.push((o, lo - o));
-            }
-            if o + m > hi {
-                outside.push((hi, o + m - hi));
-            }
-            self.break_region(i, &outside);
-        }
-        self.holes.clear();
-        self.reclaim(lo, hi - lo);
-        self.rebuild_holes();
     }
 
     /// Relocation without `mremap`: commit each region in the new range and copy it; the old

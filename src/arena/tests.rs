@@ -736,3 +736,179 @@ fn foreign_mappings_in_every_window_never_break_a_region() {
         "the hook mapped foreign memory in some window"
     );
 }
+
+/// A multi-mapping move that stops part-way while another thread maps a page at the source
+/// range the move just vacated (the sys fault hook stands for that thread): the arena must
+/// never hand out, write, decommit or unmap the foreign page; each region stays correct or
+/// becomes `Broken`.
+#[cfg(all(target_os = "linux", not(feature = "force-fallback")))]
+mod partial_move_foreign {
+    use super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        static AT: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// The sys fault hook: maps one read-write page at `AT` the instant the partial move
+    /// returns (before the arena probes how far it got).
+    fn map_at_src(_dst: *mut u8, _len: usize) {
+        let at = AT.with(Cell::get);
+        assert!(foreign::map_at(at, 1), "foreign map at vacated source");
+    }
+
+    fn arm_partial(skip: u32, at: usize) {
+        AT.with(|c| c.set(at));
+        fault::set_hook(Some(map_at_src));
+        fault::arm(fault::Plan {
+            skip,
+            errno: libc::ENOMEM,
+            partial: Some(page()),
+            repeat: 0,
+        });
+    }
+
+    fn disarm() {
+        fault::disarm();
+        fault::set_hook(None);
+    }
+
+    /// A region is either intact or broken (never handed out); a user writing what the
+    /// arena hands out never reaches the foreign page, and `Drop` leaves it mapped.
+    fn verdict(mut a: PageArena, id: RegionId, want: &[u8], foreign_at: usize) {
+        check(&a);
+        check_readable(&a);
+        match a.get(id) {
+            Some(s) => assert_eq!(s, want, "region intact"),
+            None => assert!(a.lookup(id).is_ok_and(|e| e.broken), "region lost"),
+        }
+        if let Some(s) = a.get_mut(id) {
+            s[0] ^= 0xAA;
+        }
+        foreign::verify();
+        drop(a);
+        assert!(
+            foreign::readable(foreign_at, page()),
+            "Drop unmapped the foreign page"
+        );
+        foreign::release();
+    }
+
+    #[test]
+    fn partial_compaction_foreign_at_vacated_source() {
+        if !sys::features().multi_mapping_move {
+            return;
+        }
+        let p = page();
+        let opts = ArenaOptions::new()
+            .multi_mapping_move(true)
+            .cost_model(CostModel::remap_only());
+        let mut a = PageArena::with_options(opts);
+        let x = a.alloc(64 * p).unwrap();
+        let b = a.alloc(4 * p).unwrap();
+        let c = a.alloc(4 * p).unwrap();
+        let want = fill(&mut a, b, 1);
+        let want_c = fill(&mut a, c, 2);
+        a.free(x).unwrap();
+        let src = a.get(b).unwrap().as_ptr() as usize;
+        arm_partial(0, src);
+        let _ = a.compact();
+        disarm();
+        assert_eq!(foreign::count(), 1, "the hook mapped the foreign page");
+        assert!(
+            a.get(b).is_none(),
+            "region over the foreign page handed out"
+        );
+        assert_eq!(a.get(c), Some(&want_c[..]));
+        verdict(a, b, &want, src);
+    }
+
+    #[test]
+    fn partial_grow_foreign_at_vacated_source() {
+        let p = page();
+        let mut a = PageArena::with_options(ArenaOptions::new().initial_capacity(1 << 20));
+        let b = a.alloc(4 * p).unwrap();
+        let _c = a.alloc(4 * p).unwrap();
+        let want = fill(&mut a, b, 1);
+        let src = a.get(b).unwrap().as_ptr() as usize;
+        // Call 0 commits the new tail; call 1 is the move.
+        arm_partial(1, src);
+        let r = a.grow(b, 16 * p);
+        disarm();
+        assert!(r.is_err());
+        assert_eq!(foreign::count(), 1, "the hook mapped the foreign page");
+        assert!(
+            a.get(b).is_none(),
+            "region over the foreign page handed out"
+        );
+        verdict(a, b, &want, src);
+    }
+
+    #[test]
+    fn partial_relocation_foreign_at_vacated_source() {
+        let p = page();
+        for multi in [true, false] {
+            // The move is the first fault-injectable call of the relocation, or a later one
+            // when placing the new reservation makes some: try until the move fails.
+            let mut moved_failed = false;
+            for skip in 0..8 {
+                let mut a = PageArena::with_options(
+                    ArenaOptions::new()
+                        .initial_capacity(16 * p)
+                        .multi_mapping_move(multi),
+                );
+                let b = a.alloc(4 * p).unwrap();
+                let want = fill(&mut a, b, 1);
+                let r0 = a.address_range();
+                // A neighbour at the end: the arena must move to grow.
+                assert!(foreign::map_at(r0.end, 1));
+                arm_partial(skip, r0.start);
+                // More than the free space: the arena must grow, so it moves.
+                let r = a.alloc(r0.end - r0.start);
+                disarm();
+                if foreign::count() < 2 {
+                    // Some other call failed: not the case under test.
+                    drop(a);
+                    foreign::release();
+                    continue;
+                }
+                moved_failed = true;
+                assert!(r.is_err(), "multi {multi}: {r:?}");
+                assert!(
+                    a.get(b).is_none(),
+                    "region over the foreign page handed out"
+                );
+                verdict(a, b, &want, r0.start);
+                break;
+            }
+            assert!(moved_failed, "multi {multi}: the move never failed");
+        }
+    }
+
+    #[test]
+    fn free_after_partial_move_never_decommits_foreign() {
+        if !sys::features().multi_mapping_move {
+            return;
+        }
+        let p = page();
+        let opts = ArenaOptions::new()
+            .multi_mapping_move(true)
+            .cost_model(CostModel::remap_only());
+        let mut a = PageArena::with_options(opts);
+        let x = a.alloc(64 * p).unwrap();
+        let b = a.alloc(4 * p).unwrap();
+        let _c = a.alloc(4 * p).unwrap();
+        a.free(x).unwrap();
+        let at = a.get(b).unwrap().as_ptr() as usize;
+        arm_partial(0, at);
+        let _ = a.compact();
+        disarm();
+        // No write by the user at all.
+        a.free(b).unwrap();
+        foreign::verify();
+        check(&a);
+        drop(a);
+        assert!(foreign::readable(at, p), "Drop unmapped the foreign page");
+        foreign::release();
+    }
+}

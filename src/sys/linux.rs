@@ -443,6 +443,28 @@ pub(crate) fn is_mapped(addr: *mut u8, len: usize) -> bool {
     true
 }
 
+/// Whether the byte at `addr` can be read, probed without touching it (`process_vm_readv` of
+/// one byte from this process: an unreadable page, `PROT_NONE` or unmapped, is `EFAULT`,
+/// never a fault). Speaks about the past, like [`is_mapped`]. Answers `true` when the
+/// kernel cannot tell (`process_vm_readv` refused for another reason), so a caller that uses
+/// it for an upper bound stays conservative.
+pub(crate) fn readable(addr: *mut u8) -> bool {
+    let mut byte = 0u8;
+    let local = libc::iovec {
+        iov_base: (&raw mut byte).cast(),
+        iov_len: 1,
+    };
+    let remote = libc::iovec {
+        iov_base: addr.cast(),
+        iov_len: 1,
+    };
+    // SAFETY: reads one byte of this process's memory into `byte` through the kernel, which
+    // checks the remote address and reports an inaccessible one as an error; nothing is
+    // written anywhere but `byte`.
+    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    n == 1 || Errno::last().0 != libc::EFAULT
+}
+
 /// Probes the kernel on scratch mappings that live inside one reservation of our own for the
 /// whole probe; only ranges that are still provably ours are unmapped at the end.
 pub(crate) fn probe_features() -> Features {

@@ -88,13 +88,18 @@ fn feature_probe_matches_the_kernel_and_leaks_nothing() {
         // behave differently under it. This test runs natively in the normal suite.
         return;
     }
+    // Other tests of this binary map and unmap at the same time: probe 64 times, so that a
+    // probe that leaks even one mapping shows far above that noise.
     let before = count_mappings();
-    let f = probe_features();
+    let mut f = probe_features();
+    for _ in 0..63 {
+        f = probe_features();
+    }
     assert!(f.mremap);
     let after = count_mappings();
     assert!(
-        after <= before + 1,
-        "probe leaked mappings: {before} -> {after}"
+        after <= before + 16,
+        "probes leaked mappings: {before} -> {after} after 64 probes"
     );
     // Multi-mapping moves exist from Linux 6.17, MREMAP_DONTUNMAP for anonymous memory from 5.7.
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();

@@ -7,98 +7,20 @@
 //! live 128 KiB blocks instead.
 //!
 //! Each allocator runs in its own child process of this example (the global allocator is per
-//! process): glibc (`System`), mimalloc, `RemapAlloc` (around `System`) and
+//! process): glibc (`System`), mimalloc, jemalloc, `RemapAlloc` (around `System`) and
 //! `RemapAlloc::wrapping(MiMalloc)`. Within a child every size first runs once unmeasured
 //! (warm state), then the measured rounds.
 
-use mimalloc::MiMalloc;
-use remapvec::RemapAlloc;
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::process::Command;
-use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use std::time::Instant;
 
-const ENV: &str = "REMAPVEC_CHURN_ALLOC";
-const NAMES: [&str; 4] = ["system", "mimalloc", "remap", "remap+mimalloc"];
-
-/// The global allocator, chosen once from `REMAPVEC_CHURN_ALLOC` at the first allocation (read
-/// with `getenv`, which does not allocate) and fixed from then on.
-struct Switch;
-
-static CHOICE: AtomicU8 = AtomicU8::new(u8::MAX);
-static REMAP: RemapAlloc = RemapAlloc::new();
-static REMAP_MI: RemapAlloc<MiMalloc> = RemapAlloc::wrapping(MiMalloc);
-
-fn choice() -> u8 {
-    match CHOICE.load(Relaxed) {
-        u8::MAX => {
-            // SAFETY: a NUL-terminated name; the value is read at once.
-            let p = unsafe { libc::getenv(c"REMAPVEC_CHURN_ALLOC".as_ptr()) };
-            let c = if p.is_null() {
-                0
-            } else {
-                // SAFETY: getenv returns a NUL-terminated string.
-                let v = unsafe { std::ffi::CStr::from_ptr(p) }.to_bytes();
-                NAMES.iter().position(|n| n.as_bytes() == v).unwrap_or(0) as u8
-            };
-            CHOICE.store(c, Relaxed);
-            c
-        }
-        c => c,
-    }
-}
-
-// SAFETY: every call forwards to one correct allocator, the same one for the whole process.
-unsafe impl GlobalAlloc for Switch {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe {
-            match choice() {
-                1 => MiMalloc.alloc(l),
-                2 => REMAP.alloc(l),
-                3 => REMAP_MI.alloc(l),
-                _ => System.alloc(l),
-            }
-        }
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe {
-            match choice() {
-                1 => MiMalloc.alloc_zeroed(l),
-                2 => REMAP.alloc_zeroed(l),
-                3 => REMAP_MI.alloc_zeroed(l),
-                _ => System.alloc_zeroed(l),
-            }
-        }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: forwarded to the allocator that made the block.
-        unsafe {
-            match choice() {
-                1 => MiMalloc.dealloc(p, l),
-                2 => REMAP.dealloc(p, l),
-                3 => REMAP_MI.dealloc(p, l),
-                _ => System.dealloc(p, l),
-            }
-        }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        // SAFETY: forwarded to the allocator that made the block.
-        unsafe {
-            match choice() {
-                1 => MiMalloc.realloc(p, l, n),
-                2 => REMAP.realloc(p, l, n),
-                3 => REMAP_MI.realloc(p, l, n),
-                _ => System.realloc(p, l, n),
-            }
-        }
-    }
-}
+#[path = "common/switch.rs"]
+mod switch;
+use switch::{ENV, NAMES};
 
 #[global_allocator]
-static GLOBAL: Switch = Switch;
+static GLOBAL: switch::Switch = switch::Switch;
 
 fn usage() -> (f64, u64) {
     // SAFETY: getrusage fills the struct.

@@ -237,8 +237,9 @@ unsafe fn region_of(ptr: *mut u8, layout: Layout) -> ManuallyDrop<Region> {
 /// # Safety
 /// `ptr` is a live large block of `layout`.
 unsafe fn dealloc_large(ptr: *mut u8, layout: Layout) {
-    // SAFETY: forwarded from the caller; the region is given to the recycler (which keeps or
-    // unmaps it): the block is freed.
+    // SAFETY: per the caller, `ptr` is a live large block of `layout`: a mapping this allocator
+    // made (or took whole from the recycler) and never gave up, so it is still ours; the region
+    // goes to the recycler, which keeps it or unmaps it, and the block is freed.
     let region = ManuallyDrop::into_inner(unsafe { region_of(ptr, layout) });
     let dirty = region.len();
     SYSCALLS.fetch_add(u64::from(recycle::put(region, dirty, false)), Relaxed);

@@ -442,6 +442,11 @@ impl<T: Copy + Send + Sync> SharedVec<T> {
 
     /// Appends all of `xs`, or returns an error and changes nothing.
     ///
+    /// # Errors
+    ///
+    /// [`TryReserveError`] when the new length overflows (`CapacityOverflow`) or the kernel
+    /// refuses the memory (`AllocError`, with its errno). Nothing is appended then.
+    ///
     /// ```
     /// let v = remapvec::SharedVec::<u8>::new();
     /// assert!(v.try_extend_from_slice(&[1, 2]).is_ok());

@@ -597,6 +597,13 @@ impl PageArena {
     /// arena's free space is re-reserved, and the error is returned: every region keeps its
     /// bytes and stays reachable.
     ///
+    /// # Errors
+    ///
+    /// [`ArenaError::Os`] when the kernel refuses a move or the re-reservation of free space (e.g.
+    /// `ENOMEM` at `vm.max_map_count`); every region keeps its bytes and stays reachable, as
+    /// described above. A region the kernel cut in two is reported by later calls as
+    /// [`ArenaError::Broken`].
+    ///
     /// ```
     /// let mut arena = remapvec::PageArena::new();
     /// let a = arena.alloc(1 << 20)?;

@@ -661,6 +661,12 @@ impl PageArena {
 
     /// Allocates a region of `len` zeroed bytes (page-aligned, pages mapped lazily).
     ///
+    /// # Errors
+    ///
+    /// [`ArenaError::CapacityOverflow`] when `len` rounded up to pages does not fit `isize::MAX`
+    /// or the address space; [`ArenaError::Os`] when the kernel refuses the memory (`ENOMEM`).
+    /// The arena is unchanged on error.
+    ///
     /// ```
     /// let mut arena = remapvec::PageArena::new();
     /// let id = arena.alloc(5 << 20)?;
@@ -676,6 +682,11 @@ impl PageArena {
     /// through growth, compaction and relocation of the arena. An alignment the address space
     /// cannot give is an error ([`ArenaError::InvalidAlign`], or [`ArenaError::Os`] when the
     /// kernel has no such range), never a misaligned region.
+    ///
+    /// # Errors
+    ///
+    /// [`ArenaError::InvalidAlign`] when `align` is not a power of two or too large;
+    /// otherwise as [`alloc`](Self::alloc). The arena is unchanged on error.
     ///
     /// ```
     /// let mut arena = remapvec::PageArena::new();
@@ -742,6 +753,10 @@ impl PageArena {
 
     /// Frees a region: its pages go back to being reservation (memory returned to the OS).
     ///
+    /// # Errors
+    ///
+    /// [`ArenaError::InvalidId`] when `id` was already freed or belongs to another arena.
+    ///
     /// ```
     /// let mut arena = remapvec::PageArena::new();
     /// let id = arena.alloc(1)?;
@@ -772,6 +787,14 @@ impl PageArena {
     /// Grows a region to `new_len` bytes; the new bytes are zero. In place when the pages
     /// after it are free (one `mprotect`), else the region's mappings move to free space in
     /// the arena (`mremap`, no byte copied) and the arena grows first if it must.
+    ///
+    /// # Errors
+    ///
+    /// [`ArenaError::InvalidId`] for a stale id, [`ArenaError::Broken`] for a broken region,
+    /// [`ArenaError::InvalidLength`] when `new_len` is shorter than the region,
+    /// [`ArenaError::CapacityOverflow`] when it does not fit the address space, and
+    /// [`ArenaError::Os`] when the kernel refuses the memory or the move. The region keeps its
+    /// bytes and its length on error.
     ///
     /// ```
     /// let mut arena = remapvec::PageArena::new();
@@ -831,6 +854,11 @@ impl PageArena {
     }
 
     /// Shrinks a region to `new_len` bytes; whole pages past it go back to the reservation.
+    ///
+    /// # Errors
+    ///
+    /// [`ArenaError::InvalidId`] for a stale id, [`ArenaError::Broken`] for a broken region, and
+    /// [`ArenaError::InvalidLength`] when `new_len` is longer than the region.
     ///
     /// ```
     /// let mut arena = remapvec::PageArena::new();

@@ -362,6 +362,10 @@ impl SharedArena {
 
     /// Allocates a zeroed region (see [`PageArena::alloc`]).
     ///
+    /// # Errors
+    ///
+    /// As [`PageArena::alloc`](crate::PageArena::alloc).
+    ///
     /// # Panics
     ///
     /// Inside a [`read`](Self::read) or [`write`](Self::write) closure of this arena (see
@@ -383,6 +387,10 @@ impl SharedArena {
 
     /// Frees a region (see [`PageArena::free`]).
     ///
+    /// # Errors
+    ///
+    /// As [`PageArena::free`](crate::PageArena::free): [`ArenaError::InvalidId`] for a stale id.
+    ///
     /// # Panics
     ///
     /// Inside a [`read`](Self::read) or [`write`](Self::write) closure of this arena.
@@ -400,6 +408,10 @@ impl SharedArena {
     }
 
     /// Grows a region (see [`PageArena::grow`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`PageArena::grow`](crate::PageArena::grow).
     ///
     /// # Panics
     ///
@@ -419,6 +431,10 @@ impl SharedArena {
 
     /// Shrinks a region (see [`PageArena::shrink`]).
     ///
+    /// # Errors
+    ///
+    /// As [`PageArena::shrink`](crate::PageArena::shrink).
+    ///
     /// # Panics
     ///
     /// Inside a [`read`](Self::read) or [`write`](Self::write) closure of this arena.
@@ -436,6 +452,10 @@ impl SharedArena {
     }
 
     /// Compacts (see [`PageArena::compact`]); waits until no other operation runs.
+    ///
+    /// # Errors
+    ///
+    /// As [`PageArena::compact`](crate::PageArena::compact).
     ///
     /// # Panics
     ///
@@ -479,6 +499,11 @@ impl SharedArena {
     /// Runs `f` on the region's bytes; other readers of it may run at the same time, writers
     /// of it wait. `f` may read any region of this arena, this one included, and write other
     /// regions (see "Nested access" in the type's docs).
+    ///
+    /// # Errors
+    ///
+    /// [`ArenaError::InvalidId`] when `id` was freed, belongs to another arena or is broken (see
+    /// [`ArenaError::Broken`]). `f` is not called on error.
     ///
     /// # Panics
     ///
@@ -529,6 +554,11 @@ impl SharedArena {
 
     /// Runs `f` on the region's bytes, mutably; everyone else using this region waits. `f` may
     /// read and write other regions of this arena (see "Nested access" in the type's docs).
+    ///
+    /// # Errors
+    ///
+    /// [`ArenaError::InvalidId`] when `id` was freed, belongs to another arena or is broken (see
+    /// [`ArenaError::Broken`]). `f` is not called on error.
     ///
     /// # Panics
     ///

@@ -172,6 +172,11 @@ impl<T> RemapVec<T> {
 
     /// An empty vector with room for at least `capacity` elements, or an error.
     ///
+    /// # Errors
+    ///
+    /// [`TryReserveError`] with kind `CapacityOverflow` when `capacity` elements exceed
+    /// `isize::MAX` bytes, or `AllocError` when the heap or the kernel refuses the memory.
+    ///
     /// ```
     /// # use remapvec::RemapVec;
     /// assert!(RemapVec::<u64>::try_with_capacity(usize::MAX).is_err());
@@ -182,6 +187,10 @@ impl<T> RemapVec<T> {
     }
 
     /// [`try_with_capacity`](Self::try_with_capacity) with options.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_with_capacity`](Self::try_with_capacity).
     ///
     /// ```
     /// # use remapvec::{RemapVec, VecOptions};
@@ -336,6 +345,11 @@ impl<T> RemapVec<T> {
     /// Like [`reserve`](Self::reserve), but returns an error instead of panicking or aborting.
     /// On error the vector is unchanged.
     ///
+    /// # Errors
+    ///
+    /// [`TryReserveError`] with kind `CapacityOverflow` when the new capacity exceeds
+    /// `isize::MAX` bytes, or `AllocError` when the heap or the kernel refuses the memory.
+    ///
     /// ```
     /// # use remapvec::RemapVec;
     /// let mut v = RemapVec::from([1u64, 2]);
@@ -349,6 +363,10 @@ impl<T> RemapVec<T> {
     }
 
     /// Like [`reserve_exact`](Self::reserve_exact), but returns an error.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_reserve`](Self::try_reserve).
     ///
     /// ```
     /// # use remapvec::RemapVec;
@@ -562,6 +580,11 @@ impl<T> RemapVec<T> {
     }
 
     /// Appends an element if there is room, else gives it back. Never allocates.
+    ///
+    /// # Errors
+    ///
+    /// `Err(value)` when the vector is full (`len() == capacity()`): the element comes back
+    /// unchanged.
     ///
     /// ```
     /// # use remapvec::RemapVec;

@@ -147,19 +147,99 @@ pub(crate) fn handle_error(e: TryReserveError) -> ! {
     }
 }
 
+/// [`VecOptions`] and the heap-grow counter of a vector without a [`Header`], in one word:
+/// bit 0 set (it tells this word from a header's address, which is even), bit 1 huge pages,
+/// bit 2 reuse, bits 3..16 heap grows (the count moves into a header before it would
+/// overflow), bits 16..64 the heap threshold in bytes (`THRESHOLD_MAX`, 2^48 - 1, and above
+/// mean "never map").
+#[derive(Clone, Copy)]
+struct Packed(u64);
+
+const TAG_BIT: u64 = 1;
+const HUGE_BIT: u64 = 1 << 1;
+const REUSE_BIT: u64 = 1 << 2;
+const GROWS_SHIFT: u32 = 3;
+const GROWS_MAX: u64 = (1 << 13) - 1;
+const THRESHOLD_SHIFT: u32 = 16;
+/// Heap thresholds of this many bytes and more are stored as "never map" (`usize::MAX`).
+pub(crate) const THRESHOLD_MAX: u64 = (1 << 48) - 1;
+
+impl Packed {
+    const fn new(opts: VecOptions) -> Packed {
+        let t = opts.heap_threshold as u64;
+        let t = if t > THRESHOLD_MAX { THRESHOLD_MAX } else { t };
+        Packed(
+            (t << THRESHOLD_SHIFT)
+                | TAG_BIT
+                | if opts.huge_pages { HUGE_BIT } else { 0 }
+                | if opts.reuse_freed { REUSE_BIT } else { 0 },
+        )
+    }
+
+    const fn opts(self) -> VecOptions {
+        let t = self.0 >> THRESHOLD_SHIFT;
+        VecOptions {
+            heap_threshold: if t >= THRESHOLD_MAX || t > usize::MAX as u64 {
+                usize::MAX
+            } else {
+                t as usize
+            },
+            huge_pages: self.0 & HUGE_BIT != 0,
+            reuse_freed: self.0 & REUSE_BIT != 0,
+        }
+    }
+
+    fn huge(self) -> bool {
+        self.0 & HUGE_BIT != 0
+    }
+
+    fn reuse(self) -> bool {
+        self.0 & REUSE_BIT != 0
+    }
+
+    fn threshold(self) -> usize {
+        self.opts().heap_threshold
+    }
+
+    fn heap_grows(self) -> u64 {
+        (self.0 >> GROWS_SHIFT) & GROWS_MAX
+    }
+
+    fn set_heap_grows(&mut self, n: u64) {
+        self.0 = (self.0 & !(GROWS_MAX << GROWS_SHIFT)) | (n.min(GROWS_MAX) << GROWS_SHIFT);
+    }
+}
+
+/// What a vector keeps out of line once it is mapped (or has counted more heap grows than the
+/// packed word holds): its region and its statistics. One heap block per mapped vector, next to
+/// a mapping of at least 128 KiB by default.
+struct Header {
+    /// The options (the word `RawInner::ext` held before the header existed).
+    packed: Packed,
+    region: Option<Region>,
+    stats: GrowStats,
+    /// How many bytes from the start of the region may be non-zero apart from the capacity
+    /// the vector has exposed: the dirty prefix of a kept mapping it took, or the bytes copied
+    /// in from the heap. Beyond `max(dirty, cap * size)` the mapping is known to be zero.
+    dirty: usize,
+}
+
 /// The untyped buffer: a heap block, a mapped region, or nothing.
+///
+/// Three words (`Option<RawInner>` too, by the `NonNull` niche): the pointer, the capacity, and
+/// one word that holds either the packed options ([`Packed`], odd) or the address of the
+/// out-of-line [`Header`] (even), which then holds the options.
 pub(crate) struct RawInner {
     /// Start of the buffer. Dangling (aligned to the element) when nothing is allocated;
-    /// equal to `region.as_ptr()` when mapped.
+    /// equal to the region's start when mapped.
     ptr: NonNull<u8>,
     /// Capacity in elements. For a heap block, `cap * elem.size()` is exactly the size it was
     /// allocated with; for a region, `cap == region.len() / elem.size()` (the whole mapping is
     /// capacity). `usize::MAX` for zero-sized elements.
     cap: usize,
-    /// The mapping, when the buffer is mapped.
-    region: Option<Region>,
-    opts: VecOptions,
-    stats: GrowStats,
+    /// [`Packed`] options, or the exposed address of the header: owned, allocated with
+    /// `Layout::new::<Header>()` by the global allocator.
+    ext: u64,
 }
 
 const fn dangling(align: usize) -> NonNull<u8> {
@@ -175,10 +255,103 @@ impl RawInner {
         RawInner {
             ptr: dangling(elem.align()),
             cap: if elem.size() == 0 { usize::MAX } else { 0 },
-            region: None,
-            opts,
-            stats: GrowStats::ZERO,
+            ext: Packed::new(opts).0,
         }
+    }
+
+    /// The header's address, if there is one.
+    fn header_ptr(&self) -> Option<NonNull<Header>> {
+        if self.ext & TAG_BIT != 0 {
+            return None;
+        }
+        // The address was exposed when the header was allocated (see `header`).
+        NonNull::new(core::ptr::with_exposed_provenance_mut(self.ext as usize))
+    }
+
+    fn packed(&self) -> Packed {
+        match self.hdr() {
+            Some(h) => h.packed,
+            None => Packed(self.ext),
+        }
+    }
+
+    fn hdr(&self) -> Option<&Header> {
+        // SAFETY: the header is owned by `self` and only reached through it.
+        self.header_ptr().map(|h| unsafe { &*h.as_ptr() })
+    }
+
+    fn hdr_mut(&mut self) -> Option<&mut Header> {
+        // SAFETY: the header is owned by `self`; `&mut self` makes this the only reference.
+        self.header_ptr().map(|h| unsafe { &mut *h.as_ptr() })
+    }
+
+    fn region(&self) -> Option<&Region> {
+        self.hdr().and_then(|h| h.region.as_ref())
+    }
+
+    fn is_mapped(&self) -> bool {
+        self.region().is_some()
+    }
+
+    fn stats(&self) -> GrowStats {
+        match self.hdr() {
+            Some(h) => h.stats,
+            None => GrowStats {
+                heap_grows: self.packed().heap_grows(),
+                ..GrowStats::ZERO
+            },
+        }
+    }
+
+    /// The header, allocated on first use. `None` only if the allocator failed.
+    fn header(&mut self) -> Option<&mut Header> {
+        if self.header_ptr().is_none() {
+            let layout = Layout::new::<Header>();
+            // SAFETY: `Header` is not zero-sized.
+            let p = NonNull::new(unsafe { alloc(layout) }.cast::<Header>())?;
+            let stats = GrowStats {
+                heap_grows: self.packed().heap_grows(),
+                ..GrowStats::ZERO
+            };
+            // SAFETY: `p` is a fresh allocation with `Header`'s layout.
+            unsafe {
+                p.as_ptr().write(Header {
+                    packed: self.packed(),
+                    region: None,
+                    stats,
+                    dirty: 0,
+                })
+            };
+            debug_assert!(align_of::<Header>() >= 2);
+            // Even, since `Header` is aligned to at least 2: told apart from `Packed`.
+            self.ext = p.as_ptr().expose_provenance() as u64;
+        }
+        self.hdr_mut()
+    }
+
+    /// Counts a heap grow: in the packed word while it fits, else in the header (best effort:
+    /// the count stays saturated if the header cannot be allocated).
+    fn count_heap_grow(&mut self) {
+        let n = self.packed().heap_grows() + 1;
+        if self.header_ptr().is_none() && n < GROWS_MAX {
+            let mut p = Packed(self.ext);
+            p.set_heap_grows(n);
+            self.ext = p.0;
+        } else if let Some(h) = self.header() {
+            h.stats.heap_grows += 1;
+        }
+    }
+
+    /// The header, detached from the borrow of `self` so that `self.ptr` and `self.cap` can be
+    /// updated while it is in use.
+    ///
+    /// # Safety
+    /// No other reference to the header may be alive while the result is used, and the result
+    /// must not outlive the header (freed only by `free_header`).
+    unsafe fn header_detached<'a>(&mut self) -> Option<&'a mut Header> {
+        // SAFETY: the header is owned by `self`; the caller keeps the result unique and within
+        // the header's life.
+        self.header_ptr().map(|h| unsafe { &mut *h.as_ptr() })
     }
 
     #[inline]
@@ -207,9 +380,9 @@ impl RawInner {
         };
         let new_cap = required.max(self.cap.saturating_mul(2)).max(min_cap);
         // Doubling may overflow isize::MAX bytes where `required` alone would not.
-        match self.finish_grow(len, new_cap, elem) {
+        match self.finish_grow(len, new_cap, elem, false) {
             Err(e) if e.kind() == TryReserveErrorKind::CapacityOverflow && new_cap > required => {
-                self.finish_grow(len, required, elem)
+                self.finish_grow(len, required, elem, false)
             }
             r => r,
         }
@@ -229,50 +402,71 @@ impl RawInner {
         let required = len
             .checked_add(additional)
             .ok_or(TryReserveError::capacity_overflow())?;
-        self.finish_grow(len, required, elem)
+        self.finish_grow(len, required, elem, true)
     }
 
-    /// Makes the capacity at least `new_cap`, keeping the first `len` elements.
+    /// Makes the capacity at least `new_cap`, keeping the first `len` elements. `exact`: the
+    /// caller asked for this capacity (`reserve_exact`, `with_capacity`), so a kept mapping
+    /// taken for it is trimmed to about that size.
     fn finish_grow(
         &mut self,
         len: usize,
         new_cap: usize,
         elem: Layout,
+        exact: bool,
     ) -> Result<(), TryReserveError> {
         let bytes = new_cap
             .checked_mul(elem.size())
             .ok_or(TryReserveError::capacity_overflow())?;
         let layout = Layout::from_size_align(bytes, elem.align())
             .map_err(|_| TryReserveError::capacity_overflow())?;
-        if let Some(region) = &mut self.region {
+        let packed = self.packed();
+        // SAFETY: `h` is the only reference to the header while this branch runs.
+        if let Some(h) = unsafe { self.header_detached() }
+            && let Some(region) = &mut h.region
+        {
+            if packed.reuse()
+                && let Some((calls, dirty)) = region.grow_into_kept(bytes, packed.huge())
+            {
+                // The kept pages right after the mapping, from the same mapping: no system
+                // call, and already faulted in.
+                h.stats.in_place += 1;
+                h.stats.reused += 1;
+                h.stats.syscalls += u64::from(calls);
+                h.dirty = h.dirty.max(dirty);
+                self.cap = region.len() / elem.size();
+                return Ok(());
+            }
             let g = region
                 .grow(bytes)
                 .map_err(|e| TryReserveError::alloc(layout, Some(e.0)))?;
-            self.stats.syscalls += u64::from(g.syscalls);
+            h.stats.syscalls += u64::from(g.syscalls);
             match g.how {
-                How::InPlace => self.stats.in_place += 1,
+                How::InPlace => h.stats.in_place += 1,
                 How::Moved => {
-                    self.stats.moved += 1;
-                    self.stats.bytes_remapped += g.bytes as u64;
+                    h.stats.moved += 1;
+                    h.stats.bytes_remapped += g.bytes as u64;
                 }
                 How::Copied => {
-                    self.stats.copied += 1;
-                    self.stats.bytes_copied += g.bytes as u64;
+                    h.stats.copied += 1;
+                    h.stats.bytes_copied += g.bytes as u64;
                 }
             }
             self.ptr = NonNull::new(region.as_ptr()).unwrap_or(self.ptr);
             self.cap = region.len() / elem.size();
-            self.advise();
+            if packed.huge() {
+                h.stats.syscalls += u64::from(region.advise_huge());
+            }
             return Ok(());
         }
-        if bytes < self.opts.heap_threshold {
+        if bytes < self.packed().threshold() {
             return self.grow_heap(layout, elem);
         }
-        self.move_to_region(len, layout, elem)
+        self.move_to_region(len, layout, elem, exact, None)
     }
 
     fn heap_layout(&self, elem: Layout) -> Option<Layout> {
-        if self.region.is_some() || self.cap == 0 || elem.size() == 0 {
+        if self.is_mapped() || self.cap == 0 || elem.size() == 0 {
             return None;
         }
         // SAFETY: this is the layout the block was allocated with (see the `cap` invariant),
@@ -289,7 +483,7 @@ impl RawInner {
             Some(old) => unsafe { realloc(self.ptr.as_ptr(), old, layout.size()) },
         };
         let p = NonNull::new(p).ok_or(TryReserveError::alloc(layout, None))?;
-        self.stats.heap_grows += 1;
+        self.count_heap_grow();
         self.ptr = p;
         self.cap = layout.size() / elem.size();
         debug_assert_eq!(self.cap * elem.size(), layout.size());
@@ -297,64 +491,88 @@ impl RawInner {
     }
 
     /// Moves the buffer from the heap (or nothing) into a new region: the one copy.
+    /// `max_dirty`: take a kept mapping only if at most this many of its bytes may be dirty.
     fn move_to_region(
         &mut self,
         len: usize,
         layout: Layout,
         elem: Layout,
+        exact: bool,
+        max_dirty: Option<usize>,
     ) -> Result<(), TryReserveError> {
-        let kept = if self.opts.reuse_freed {
-            recycle::take(layout.size(), elem.align(), self.opts.huge_pages, false).map(
-                |(region, _dirty, calls)| {
-                    self.stats.syscalls += u64::from(calls);
-                    region
+        let (packed, heap) = (self.packed(), self.heap_layout(elem));
+        let old_ptr = self.ptr;
+        if self.header().is_none() {
+            return Err(TryReserveError::alloc(Layout::new::<Header>(), None));
+        }
+        // SAFETY: just allocated or already there; `h` is the only reference to it below.
+        let Some(h) = (unsafe { self.header_detached() }) else {
+            return Err(TryReserveError::alloc(Layout::new::<Header>(), None));
+        };
+        let kept = if packed.reuse() {
+            recycle::take_for(
+                layout.size(),
+                elem.align(),
+                packed.huge(),
+                if exact {
+                    recycle::Fit::Near
+                } else {
+                    recycle::Fit::Grow
                 },
+                max_dirty.unwrap_or(usize::MAX),
             )
+            .map(|(region, dirty, calls)| {
+                h.stats.syscalls += u64::from(calls);
+                (region, dirty)
+            })
         } else {
             None
         };
-        let region = match kept {
+        let (region, dirty) = match kept {
             Some(r) => {
-                self.stats.reused += 1;
+                h.stats.reused += 1;
                 r
             }
             None => {
                 let (region, calls) = Region::new(layout.size(), elem.align())
                     .map_err(|e| TryReserveError::alloc(layout, Some(e.0)))?;
-                self.stats.syscalls += u64::from(calls);
-                region
+                h.stats.syscalls += u64::from(calls);
+                (region, 0)
             }
         };
         let copy = len * elem.size();
         if copy > 0 {
             // SAFETY: the first `len` elements of the old buffer are initialized and readable;
-            // the region is a fresh mapping at least `layout.size() >= copy` bytes long.
-            unsafe { core::ptr::copy_nonoverlapping(self.ptr.as_ptr(), region.as_ptr(), copy) };
-            self.stats.copied += 1;
-            self.stats.bytes_copied += copy as u64;
+            // the region is a mapping of at least `layout.size() >= copy` bytes, not the old
+            // buffer.
+            unsafe { core::ptr::copy_nonoverlapping(old_ptr.as_ptr(), region.as_ptr(), copy) };
+            h.stats.copied += 1;
+            h.stats.bytes_copied += copy as u64;
         }
-        if let Some(old) = self.heap_layout(elem) {
+        if let Some(old) = heap {
             // SAFETY: allocated by the global allocator with `old`; its contents were copied.
-            unsafe { dealloc(self.ptr.as_ptr(), old) };
+            unsafe { dealloc(old_ptr.as_ptr(), old) };
         }
-        self.ptr = NonNull::new(region.as_ptr()).unwrap_or(self.ptr);
-        self.cap = region.len() / elem.size();
-        self.region = Some(region);
-        self.advise();
+        h.dirty = dirty.max(copy);
+        let cap = region.len() / elem.size();
+        let start = region.as_ptr();
+        if packed.huge() {
+            h.stats.syscalls += u64::from(region.advise_huge());
+        }
+        h.region = Some(region);
+        self.ptr = NonNull::new(start).unwrap_or(self.ptr);
+        self.cap = cap;
         Ok(())
-    }
-
-    fn advise(&mut self) {
-        if let (true, Some(region)) = (self.opts.huge_pages, &self.region) {
-            self.stats.syscalls += u64::from(region.advise_huge());
-        }
     }
 
     /// Lowers the capacity to `max(len, min_cap)` if it is above. Best effort: if the smaller
     /// buffer cannot be had, the current one is kept (nothing is lost).
     fn shrink_to(&mut self, len: usize, min_cap: usize, elem: Layout) {
         let target = len.max(min_cap);
-        if elem.size() == 0 || target >= self.cap {
+        if elem.size() == 0 {
+            return;
+        }
+        if target >= self.cap {
             return;
         }
         let bytes = target * elem.size();
@@ -364,26 +582,33 @@ impl RawInner {
         }
         // SAFETY: `bytes <= cap * size`, which was a valid layout size.
         let layout = unsafe { Layout::from_size_align_unchecked(bytes, elem.align()) };
-        if self.region.is_some() && bytes < self.opts.heap_threshold {
-            // Back to the heap, so a shrunk small vector does not keep a mapping.
-            // SAFETY: non-zero size.
-            let Some(p) = NonNull::new(unsafe { alloc(layout) }) else {
+        let threshold = self.packed().threshold();
+        let ptr = self.ptr;
+        // SAFETY: `h` is the only reference to the header while this branch runs.
+        if let Some(h) = unsafe { self.header_detached() }
+            && let Some(region) = &mut h.region
+        {
+            if bytes < threshold {
+                // Back to the heap, so a shrunk small vector does not keep a mapping.
+                // SAFETY: non-zero size.
+                let Some(p) = NonNull::new(unsafe { alloc(layout) }) else {
+                    return;
+                };
+                // SAFETY: `len <= target` initialized elements are readable in the region;
+                // the new block holds `bytes >= len * size` bytes.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(ptr.as_ptr(), p.as_ptr(), len * elem.size())
+                };
+                h.region = None; // one munmap
+                h.stats.syscalls += 1;
+                h.dirty = 0;
+                self.ptr = p;
+                self.cap = target;
                 return;
-            };
-            // SAFETY: `len <= target` initialized elements are readable in the region; the new
-            // block holds `bytes >= len * size` bytes.
-            unsafe {
-                core::ptr::copy_nonoverlapping(self.ptr.as_ptr(), p.as_ptr(), len * elem.size())
-            };
-            self.region = None; // one munmap
-            self.stats.syscalls += 1;
-            self.ptr = p;
-            self.cap = target;
-            return;
-        }
-        if let Some(region) = &mut self.region {
+            }
             if let Ok(calls) = region.shrink(bytes) {
-                self.stats.syscalls += u64::from(calls);
+                h.stats.syscalls += u64::from(calls);
+                h.dirty = h.dirty.min(region.len());
                 self.cap = region.len() / elem.size();
             }
             return;
@@ -398,24 +623,44 @@ impl RawInner {
     }
 
     /// Releases the buffer; the capacity becomes 0. With `keep` (the vector is dropped) a
-    /// mapping may go to the recycler instead of being unmapped.
+    /// mapping may go to the recycler instead of being unmapped. The header stays (with the
+    /// statistics) unless the vector is dropped.
     fn free(&mut self, elem: Layout, keep: bool) {
         if let Some(old) = self.heap_layout(elem) {
             // SAFETY: allocated by the global allocator with `old`.
             unsafe { dealloc(self.ptr.as_ptr(), old) };
         }
-        if let Some(region) = self.region.take() {
-            if keep && self.opts.reuse_freed {
-                // The whole mapping may have been written.
-                let dirty = region.len();
-                self.stats.syscalls += u64::from(recycle::put(region, dirty, self.opts.huge_pages));
+        let (packed, cap) = (self.packed(), self.cap);
+        // SAFETY: `h` is the only reference to the header while this branch runs.
+        if let Some(h) = unsafe { self.header_detached() }
+            && let Some(region) = h.region.take()
+        {
+            if keep && packed.reuse() {
+                // What the vector may have written: everything it exposed, and what was dirty
+                // when it took the mapping.
+                let dirty = h.dirty.max(cap.saturating_mul(elem.size()));
+                h.stats.syscalls += u64::from(recycle::put(region, dirty, packed.huge()));
             } else {
                 drop(region);
-                self.stats.syscalls += 1; // the munmap
+                h.stats.syscalls += 1; // the munmap
             }
+            h.dirty = 0;
         }
         self.ptr = dangling(elem.align());
         self.cap = if elem.size() == 0 { usize::MAX } else { 0 };
+    }
+
+    /// Frees the header (the buffer must already be freed or given away).
+    fn free_header(&mut self) {
+        if let Some(h) = self.header_ptr() {
+            self.ext = self.packed().0;
+            // SAFETY: allocated in `header` with this layout and written there; owned by us,
+            // and no longer reachable from `self`.
+            unsafe {
+                core::ptr::drop_in_place(h.as_ptr());
+                dealloc(h.as_ptr().cast(), Layout::new::<Header>());
+            }
+        }
     }
 }
 
@@ -438,7 +683,7 @@ impl<T> RawVec<T> {
     pub(crate) fn try_with_capacity(cap: usize, opts: VecOptions) -> Result<Self, TryReserveError> {
         let mut raw = Self::new(opts);
         if cap > 0 && Self::ELEM.size() > 0 {
-            raw.inner.finish_grow(0, cap, Self::ELEM)?;
+            raw.inner.finish_grow(0, cap, Self::ELEM, true)?;
         }
         Ok(raw)
     }
@@ -459,10 +704,11 @@ impl<T> RawVec<T> {
 
     /// The heap block, if the buffer is one: `(ptr, cap)`, ownership passes to the caller.
     pub(crate) fn into_heap(self) -> Result<(NonNull<T>, usize), Self> {
-        if self.inner.region.is_some() {
+        if self.inner.is_mapped() {
             return Err(self);
         }
-        let me = core::mem::ManuallyDrop::new(self);
+        let mut me = core::mem::ManuallyDrop::new(self);
+        me.inner.free_header();
         // For zero-sized `T` the capacity is `usize::MAX`, which is also what `Vec` reports.
         Ok((me.inner.ptr.cast(), me.inner.cap))
     }
@@ -470,32 +716,33 @@ impl<T> RawVec<T> {
     /// Gives the buffer up without freeing it (for `leak`).
     pub(crate) fn leak(self) -> NonNull<T> {
         let mut me = core::mem::ManuallyDrop::new(self);
-        if let Some(region) = me.inner.region.take() {
+        if let Some(region) = me.inner.hdr_mut().and_then(|h| h.region.take()) {
             let _ = region.into_raw_parts();
         }
+        me.inner.free_header();
         me.inner.ptr.cast()
     }
 
     #[inline]
-    pub(crate) fn ptr(&self) -> *mut T {
+    pub(crate) const fn ptr(&self) -> *mut T {
         self.inner.ptr.as_ptr().cast()
     }
 
     #[inline]
-    pub(crate) fn capacity(&self) -> usize {
+    pub(crate) const fn capacity(&self) -> usize {
         self.inner.cap
     }
 
     pub(crate) fn is_mapped(&self) -> bool {
-        self.inner.region.is_some()
+        self.inner.is_mapped()
     }
 
     pub(crate) fn stats(&self) -> GrowStats {
-        self.inner.stats
+        self.inner.stats()
     }
 
     pub(crate) fn options(&self) -> VecOptions {
-        self.inner.opts
+        self.inner.packed().opts()
     }
 
     /// Ensures room for `additional` more elements after `len`, amortized (doubling).
@@ -560,7 +807,8 @@ impl<T> RawVec<T> {
 
 impl<T> Drop for RawVec<T> {
     fn drop(&mut self) {
-        self.inner.free(Self::ELEM, true)
+        self.inner.free(Self::ELEM, true);
+        self.inner.free_header();
     }
 }
 

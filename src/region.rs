@@ -72,6 +72,18 @@ pub(crate) struct Region {
     ptr: NonNull<u8>,
     len: usize,
     align: usize,
+    /// Which kernel mapping this is (a piece of): a number given when the mapping was made or
+    /// moved, inherited by the pieces `split_off` makes; 0 when unknown. Adjacent regions of the
+    /// same origin are pieces of one kernel mapping (one VMA), so joining them keeps a region
+    /// that `mremap` can grow.
+    pub(super) origin: usize,
+}
+
+/// The next [`Region::origin`].
+static NEXT_ORIGIN: AtomicUsize = AtomicUsize::new(1);
+
+fn new_origin() -> usize {
+    NEXT_ORIGIN.fetch_add(1, Ordering::Relaxed)
 }
 
 // SAFETY: a Region is a unique owner of plain memory, like `Box<[u8]>`; nothing about the
@@ -98,7 +110,15 @@ impl Region {
         LIVE_BYTES.fetch_add(len, Ordering::Relaxed);
         // SAFETY: mmap never returns null on success (we never ask for address 0).
         let ptr = unsafe { NonNull::new_unchecked(p) };
-        Ok((Region { ptr, len, align }, calls))
+        Ok((
+            Region {
+                ptr,
+                len,
+                align,
+                origin: new_origin(),
+            },
+            calls,
+        ))
     }
 
     /// Takes ownership of a mapping made elsewhere in the crate.
@@ -110,7 +130,12 @@ impl Region {
     pub(crate) unsafe fn from_raw_parts(ptr: NonNull<u8>, len: usize, align: usize) -> Region {
         debug_assert!(len > 0 && len.is_multiple_of(sys::page_size()));
         debug_assert_eq!(ptr.as_ptr() as usize % align, 0);
-        Region { ptr, len, align }
+        Region {
+            ptr,
+            len,
+            align,
+            origin: 0,
+        }
     }
 
     /// Gives up ownership without unmapping: returns `(ptr, len)`.
@@ -190,6 +215,9 @@ impl Region {
                 match unsafe { sys::remap_maymove(self.as_ptr(), self.len, new_len) } {
                     Ok(p) => {
                         let old = self.len;
+                        if p != self.as_ptr() {
+                            self.origin = new_origin();
+                        }
                         // SAFETY: mremap never returns null on success.
                         self.ptr = unsafe { NonNull::new_unchecked(p) };
                         LIVE_BYTES.fetch_add(new_len - self.len, Ordering::Relaxed);
@@ -214,6 +242,23 @@ impl Region {
         }
     }
 
+    /// Grows the region to at least `new_len` bytes by taking over the kept pages right after
+    /// it that are pieces of the same mapping (see [`recycle::claim_after`]): no system call,
+    /// no page faulted. `huge`: the region's huge-page advice, which the pieces must share.
+    /// Returns the system calls made (by the recycler) and how many leading bytes of the grown
+    /// region may be non-zero on account of the pieces taken (the caller knows its own).
+    pub(crate) fn grow_into_kept(&mut self, new_len: usize, huge: bool) -> Option<(u32, usize)> {
+        let need = new_len.checked_sub(self.len)?;
+        let end = self.as_ptr() as usize + self.len;
+        let (piece, dirty, calls) = recycle::claim_after(end, self.origin, huge, need)?;
+        let (p, l) = piece.into_raw_parts();
+        debug_assert_eq!(p.as_ptr() as usize, end);
+        // `LIVE_BYTES` counted the piece when it was claimed; it is now part of this region.
+        let dirty = if dirty > 0 { self.len + dirty } else { 0 };
+        self.len += l;
+        Some((calls, dirty))
+    }
+
     /// Moves the mapping into a fresh aligned reservation of `new_len` bytes with
     /// `MREMAP_FIXED`; on error the region is unchanged and the reservation released.
     fn move_to_reservation(&mut self, new_len: usize, calls: &mut u32) -> Result<(), Errno> {
@@ -227,6 +272,7 @@ impl Region {
             Ok(()) => {
                 // SAFETY: mremap succeeded at `dst`, which is not null.
                 self.ptr = unsafe { NonNull::new_unchecked(dst) };
+                self.origin = new_origin();
                 LIVE_BYTES.fetch_add(new_len - self.len, Ordering::Relaxed);
                 self.len = new_len;
                 Ok(())
@@ -251,6 +297,7 @@ impl Region {
             unsafe { Region::from_raw_parts(NonNull::new_unchecked(dst), new_len, self.align) },
         );
         let copied = old.len;
+        self.origin = new_origin();
         *calls += 1;
         drop(old);
         Ok(copied)
@@ -284,6 +331,7 @@ impl Region {
             ptr,
             len: self.len - at,
             align: sys::page_size(),
+            origin: self.origin,
         };
         self.len = at;
         Some(tail)

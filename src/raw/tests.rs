@@ -177,3 +177,44 @@ fn a_dropped_mapping_is_reused_without_faults_or_syscalls() {
     c.reserve_exact(0, len);
     assert_eq!(c.stats().reused, 0);
 }
+
+/// The vector is four words, an `Option` of it too, and its iterator five.
+#[test]
+fn the_vector_is_small() {
+    use crate::{IntoIter, RemapVec};
+    assert!(size_of::<RemapVec<u8>>() <= 32);
+    assert_eq!(size_of::<Option<RemapVec<u8>>>(), size_of::<RemapVec<u8>>());
+    assert!(size_of::<IntoIter<u64>>() <= 48);
+    assert_eq!(size_of::<RawVec<u64>>(), 3 * size_of::<usize>());
+}
+
+/// Options survive being packed into one word; thresholds past 2^48 bytes mean "never map".
+#[test]
+fn options_are_packed_without_loss() {
+    for opts in [
+        VecOptions::new(),
+        VecOptions::new().heap_threshold(0).huge_pages(true),
+        VecOptions::new().heap_threshold(12345).reuse_freed(false),
+        VecOptions::new().heap_threshold((1 << 48) - 2),
+    ] {
+        let r: RawVec<u8> = RawVec::new(opts);
+        assert_eq!(r.options(), opts);
+    }
+    let r: RawVec<u8> = RawVec::new(VecOptions::new().heap_threshold(1 << 50));
+    assert_eq!(r.options().get_heap_threshold(), usize::MAX);
+}
+
+/// Heap grows are counted exactly, also past what the packed word holds, and statistics
+/// survive the move into a mapping.
+#[test]
+fn heap_grows_are_counted_past_the_packed_counter() {
+    let mut r: RawVec<u8> = RawVec::new(opts(1 << 20));
+    for len in 0..9000 {
+        r.reserve_exact(len, 1);
+    }
+    assert_eq!(r.stats().heap_grows, 9000);
+    r.reserve_exact(9000, 2 << 20);
+    assert!(r.is_mapped());
+    assert_eq!(r.stats().heap_grows, 9000);
+    assert_eq!(r.stats().copied, 1);
+}

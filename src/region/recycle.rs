@@ -11,6 +11,10 @@
 //!   one, trimming what it takes there to `n` pages (the tail goes back to the
 //!   recycler, or to the kernel when it is below [`MIN_KEEP`]), so a buffer never gets more than
 //!   twice what it asked for.
+//! * **Growth without faults.** A growing vector may take the first pages of a larger kept
+//!   region ([`Fit::Grow`]); the rest stays kept right after it, and the vector takes it over
+//!   when it grows ([`claim_after`]), only from the same kernel mapping (`Region::origin`), so
+//!   the joined region is still one mapping that `mremap` can grow.
 //! * **Lock-free, allocation-free.** A slot is claimed by a compare-exchange (`EMPTY`/`FULL` to
 //!   `BUSY`), filled or emptied, and released with a store. No thread ever waits for another, so
 //!   a signal or a `fork` in the middle of a call cannot leave anything held: a child that finds
@@ -68,6 +72,8 @@ struct Slot {
     meta: AtomicUsize,
     /// When it was kept (milliseconds of `sys::now_ms`).
     stamp: AtomicU64,
+    /// The mapping it is a piece of (see `Region::origin`; 0: unknown).
+    origin: AtomicUsize,
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
@@ -78,6 +84,7 @@ const NEW_SLOT: Slot = Slot {
     dirty: AtomicUsize::new(0),
     meta: AtomicUsize::new(0),
     stamp: AtomicU64::new(0),
+    origin: AtomicUsize::new(0),
 };
 
 #[allow(clippy::declare_interior_mutable_const)]
@@ -426,14 +433,29 @@ pub(crate) fn put(region: Region, dirty: usize, huge: bool) -> u32 {
     };
     // Alignments of at least a page leave bit 0 free for the huge-page flag.
     let meta = region.align.max(sys::page_size()) | usize::from(huge);
+    let origin = region.origin;
     let (ptr, len) = region.into_raw_parts();
     s.addr.store(ptr.as_ptr() as usize, Relaxed);
     s.len.store(len, Relaxed);
     s.dirty.store(dirty.min(len), Relaxed);
     s.meta.store(meta, Relaxed);
     s.stamp.store(sys::now_ms(), Relaxed);
+    s.origin.store(origin, Relaxed);
     s.state.store(FULL, Release);
     calls
+}
+
+/// How closely a kept region must fit a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fit {
+    /// Exactly the request rounded up to pages (an allocator block: its size is its layout's).
+    Exact,
+    /// At least the request and at most twice it (a vector's requested capacity).
+    Near,
+    /// As `Near`, else the first pages of a larger kept region, whose rest stays kept right
+    /// after it: a growing vector takes it over later without a system call
+    /// (see [`claim_after`]).
+    Grow,
 }
 
 /// A kept region of at least `len` bytes (rounded up to pages) aligned to `align`, with the
@@ -446,6 +468,60 @@ pub(crate) fn take(
     huge: bool,
     exact: bool,
 ) -> Option<(Region, usize, u32)> {
+    take_for(
+        len,
+        align,
+        huge,
+        if exact { Fit::Exact } else { Fit::Near },
+        usize::MAX,
+    )
+}
+
+/// Claims the slot `s` (seen `FULL`) if `fits` still holds once claimed: returns its region
+/// (counted as live again) and its dirty extent.
+fn claim(
+    s: &Slot,
+    fits: impl Fn(usize, usize, usize, usize, usize) -> bool,
+) -> Option<(Region, usize)> {
+    if s.state
+        .compare_exchange(FULL, BUSY, Acquire, Relaxed)
+        .is_err()
+    {
+        return None;
+    }
+    let origin = s.origin.load(Relaxed);
+    let (a, l, dirty, meta) = (
+        s.addr.load(Relaxed),
+        s.len.load(Relaxed),
+        s.dirty.load(Relaxed),
+        s.meta.load(Relaxed),
+    );
+    if !fits(a, l, dirty, meta, origin) {
+        s.state.store(FULL, Release);
+        return None;
+    }
+    let (a, l, dirty, meta) = empty(s);
+    KEPT.fetch_sub(l, Release);
+    LIVE_BYTES.fetch_add(l, Relaxed);
+    HITS.fetch_add(1, Relaxed);
+    // SAFETY: the recycler owned this mapping of `l` bytes, made by a `Region` with alignment
+    // `meta & !1`, and we emptied its slot: it is ours alone now.
+    let mut region = unsafe { Region::from_raw_parts(NonNull::new(a as *mut u8)?, l, meta & !1) };
+    region.origin = origin;
+    Some((region, dirty))
+}
+
+/// A kept region for a request of `len` bytes (rounded up to pages) aligned to `align`, with
+/// the same huge-page advice, fitting as `fit` says, of which at most `max_dirty` leading bytes
+/// may be non-zero. Returns the region, how many of its leading bytes may be non-zero, and the
+/// system calls made.
+pub(crate) fn take_for(
+    len: usize,
+    align: usize,
+    huge: bool,
+    fit: Fit,
+    max_dirty: usize,
+) -> Option<(Region, usize, u32)> {
     if !enabled() {
         return None;
     }
@@ -454,14 +530,16 @@ pub(crate) fn take(
         return None;
     }
     let mut calls = decay(sys::now_ms());
-    let fits = |addr: usize, l: usize, meta: usize| {
-        l >= n && addr.is_multiple_of(align) && (meta & 1 == 1) == huge
+    let fits = |addr: usize, l: usize, dirty: usize, meta: usize, _origin: usize| {
+        l >= n && addr.is_multiple_of(align) && (meta & 1 == 1) == huge && dirty.min(n) <= max_dirty
     };
     let c = class(n);
     // Its own class first (regions < 2n), then the next one (trimmed to the request). Larger
-    // classes are not searched: chopping big regions for small requests leaves nothing for the
-    // next big one (measured: more faults, not fewer).
-    for bin in BINS.iter().skip(c).take(2) {
+    // classes only for `Fit::Grow`, whose rest stays kept right after the pages taken: chopping
+    // big regions for small requests that do not grow leaves nothing for the next big one
+    // (measured: more faults, not fewer).
+    let classes = if fit == Fit::Grow { CLASSES - c } else { 2 };
+    for bin in BINS.iter().skip(c).take(classes) {
         for _ in 0..SLOTS {
             // Pick by the (possibly stale) contents, then claim and check again.
             let Some(s) = bin
@@ -471,37 +549,23 @@ pub(crate) fn take(
                     fits(
                         s.addr.load(Relaxed),
                         s.len.load(Relaxed),
+                        s.dirty.load(Relaxed),
                         s.meta.load(Relaxed),
+                        0,
                     )
                 })
                 .min_by_key(|s| s.len.load(Relaxed))
             else {
                 break;
             };
-            if s.state
-                .compare_exchange(FULL, BUSY, Acquire, Relaxed)
-                .is_err()
-            {
+            let Some((mut region, dirty)) = claim(s, fits) else {
                 continue;
-            }
-            if !fits(
-                s.addr.load(Relaxed),
-                s.len.load(Relaxed),
-                s.meta.load(Relaxed),
-            ) {
-                s.state.store(FULL, Release);
-                continue;
-            }
-            let (a, l, dirty, meta) = empty(s);
-            KEPT.fetch_sub(l, Release);
-            LIVE_BYTES.fetch_add(l, Relaxed);
-            HITS.fetch_add(1, Relaxed);
-            // SAFETY: the recycler owned this mapping of `l` bytes, made by a `Region` with
-            // alignment `meta & !1`, and we emptied its slot: it is ours alone now.
-            let mut region = unsafe {
-                Region::from_raw_parts(NonNull::new(a as *mut u8)?, l, (meta & !1).max(align))
             };
-            let keep = if exact || l > 2 * n { n } else { l };
+            if region.align < align {
+                region.align = align;
+            }
+            let l = region.len();
+            let keep = if fit == Fit::Exact || l > 2 * n { n } else { l };
             if keep < l {
                 // Hand the tail back: it is a range of the mapping we own.
                 if let Some(tail) = region.split_off(keep) {
@@ -513,4 +577,45 @@ pub(crate) fn take(
     }
     MISSES.fetch_add(1, Relaxed);
     None
+}
+
+/// The kept pages that start at `end` and belong to the same mapping (`origin`, non-zero) with
+/// the same huge-page advice, if there are at least `need` bytes of them: returns the first
+/// `need` bytes (rounded up to pages) as a region, how many of its leading bytes may be
+/// non-zero, and the system calls made. The rest stays kept.
+///
+/// Being pieces of one kernel mapping, a region and the piece after it form one mapping again
+/// when joined: it can still grow and shrink with `mremap`.
+pub(crate) fn claim_after(
+    end: usize,
+    origin: usize,
+    huge: bool,
+    need: usize,
+) -> Option<(Region, usize, u32)> {
+    if origin == 0 || !enabled() {
+        return None;
+    }
+    let need = sys::round_to_page(need)?;
+    let fits = |addr: usize, l: usize, _dirty: usize, meta: usize, o: usize| {
+        addr == end && o == origin && l >= need && (meta & 1 == 1) == huge
+    };
+    let s = BINS
+        .iter()
+        .flatten()
+        .filter(|s| s.state.load(Acquire) == FULL)
+        .find(|s| {
+            fits(
+                s.addr.load(Relaxed),
+                s.len.load(Relaxed),
+                0,
+                s.meta.load(Relaxed),
+                s.origin.load(Relaxed),
+            )
+        })?;
+    let (mut region, dirty) = claim(s, fits)?;
+    let mut calls = 0;
+    if let Some(tail) = region.split_off(need) {
+        calls += put(tail, dirty.saturating_sub(need), huge);
+    }
+    Some((region, dirty.min(need), calls))
 }

@@ -401,3 +401,45 @@ fn zone_slots_are_aligned_to_their_size_and_leave_room() {
     // Absurd sizes get no slot (the kernel places them, or refuses).
     assert_eq!(place::slot_size(usize::MAX / 2, page), None);
 }
+
+/// A region takes over the kept pieces of its own mapping right after it (no system call, its
+/// pages stay faulted in), and the joined region is still one kernel mapping: it grows with
+/// `mremap`, never by copying. A piece of another mapping is never joined.
+#[cfg(all(target_os = "linux", not(feature = "force-fallback")))]
+#[test]
+fn a_region_grows_into_the_kept_rest_of_its_own_mapping() {
+    let _serial = RECYCLER.lock().unwrap_or_else(|e| e.into_inner());
+    let (mut r, _) = Region::new(16 * MIB, 1).unwrap();
+    // SAFETY: the region is ours, 16 MiB long.
+    unsafe { r.as_ptr().write_bytes(7, 16 * MIB) };
+    let rest = r.split_off(MIB).unwrap();
+    let rest_at = rest.as_ptr();
+    recycle::put(rest, 15 * MIB, false);
+    // Not for a region of another mapping that happens to end there.
+    let mut other = Region::new(MIB, 1).unwrap().0;
+    let other_end = other.as_ptr() as usize + other.len();
+    if other_end == rest_at as usize {
+        assert!(other.grow_into_kept(2 * MIB, false).is_none());
+    }
+    // Not with other huge-page advice.
+    assert!(r.grow_into_kept(2 * MIB, true).is_none());
+    let Some((_, dirty)) = r.grow_into_kept(3 * MIB, false) else {
+        // Another test took the piece: nothing to check.
+        crate::release_cached();
+        return;
+    };
+    assert_eq!(r.len(), 3 * MIB);
+    assert_eq!(dirty, 3 * MIB, "the piece was dirty up to its end");
+    // SAFETY: the region is ours, 3 MiB long.
+    let bytes = unsafe { core::slice::from_raw_parts(r.as_ptr(), 3 * MIB) };
+    assert!(bytes.iter().all(|&b| b == 7), "the kept pages came with their contents");
+    // The rest of the piece stays kept, and one mremap can still grow the joined region.
+    let g = r.grow(64 * MIB).unwrap();
+    assert_ne!(g.how, How::Copied, "the joined region is not one mapping");
+    // SAFETY: the region is ours, 64 MiB long.
+    let bytes = unsafe { core::slice::from_raw_parts(r.as_ptr(), 64 * MIB) };
+    assert!(bytes[..3 * MIB].iter().all(|&b| b == 7));
+    assert!(bytes[3 * MIB..].iter().all(|&b| b == 0));
+    drop(other);
+    crate::release_cached();
+}

@@ -432,7 +432,10 @@ fn a_region_grows_into_the_kept_rest_of_its_own_mapping() {
     assert_eq!(dirty, 3 * MIB, "the piece was dirty up to its end");
     // SAFETY: the region is ours, 3 MiB long.
     let bytes = unsafe { core::slice::from_raw_parts(r.as_ptr(), 3 * MIB) };
-    assert!(bytes.iter().all(|&b| b == 7), "the kept pages came with their contents");
+    assert!(
+        bytes.iter().all(|&b| b == 7),
+        "the kept pages came with their contents"
+    );
     // The rest of the piece stays kept, and one mremap can still grow the joined region.
     let g = r.grow(64 * MIB).unwrap();
     assert_ne!(g.how, How::Copied, "the joined region is not one mapping");

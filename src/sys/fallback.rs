@@ -219,6 +219,16 @@ pub(crate) fn advise_huge(_addr: *mut u8, _len: usize) -> Result<(), Errno> {
     Ok(())
 }
 
+/// No populate advice here (`ENOTSUP`): callers fault pages in by touching them.
+///
+/// # Safety
+/// As in the Linux backend: the caller owns the range.
+// Its callers (bulk fills, SharedVec) land separately; no warning meanwhile.
+#[allow(dead_code)]
+pub(crate) unsafe fn populate_write(_addr: *mut u8, _len: usize) -> Result<(), Errno> {
+    Err(Errno(libc::ENOTSUP))
+}
+
 /// Whether every page of `[addr, addr + len)` is mapped.
 pub(crate) fn is_mapped(addr: *mut u8, len: usize) -> bool {
     let page = super::page_size();

@@ -167,3 +167,60 @@ fn the_feature_probe_never_unmaps_a_range_it_vacated() {
         super::unmap(p as *mut u8, len).unwrap();
     }
 }
+
+/// `populate_write` makes every page of a fresh mapping resident in one call, keeps the bytes
+/// already written, and fails (instead of faulting) on a range it cannot make writable.
+#[cfg(all(target_os = "linux", not(feature = "force-fallback")))]
+#[test]
+fn populate_write_faults_pages_in_and_keeps_bytes() {
+    let page = page_size();
+    let len = 16 * page;
+    let p = map_anon(0, len).unwrap();
+    // SAFETY: our fresh mapping of `len` bytes.
+    unsafe { p.add(3 * page).write(0x5A) };
+    let resident = |p: *mut u8| {
+        let mut v = [0u8; 16];
+        // SAFETY: 16 pages of our mapping, one byte each into `v`.
+        assert_eq!(unsafe { libc::mincore(p.cast(), len, v.as_mut_ptr()) }, 0);
+        v.iter().filter(|&&b| b & 1 != 0).count()
+    };
+    assert!(resident(p) < 16);
+    // SAFETY: our own read-write mapping.
+    match unsafe { populate_write(p, len) } {
+        // A kernel older than 5.14 does not know the advice.
+        Err(Errno(libc::EINVAL)) => {}
+        r => {
+            r.unwrap();
+            assert_eq!(resident(p), 16);
+        }
+    }
+    // SAFETY: our mapping, still mapped.
+    unsafe {
+        assert_eq!(p.add(3 * page).read(), 0x5A);
+        assert_eq!(p.add(4 * page).read(), 0);
+    }
+    // A reservation cannot be populated for writing: an error, never a fault.
+    let r = reserve(0, page).unwrap();
+    // SAFETY: our own reservation; the call fails without touching it.
+    assert!(unsafe { populate_write(r, page) }.is_err());
+    // SAFETY: both ranges are ours and nothing refers to them.
+    unsafe {
+        unmap(r, page).unwrap();
+        unmap(p, len).unwrap();
+    }
+}
+
+/// The portable backend has no populate advice: it says so instead of pretending.
+#[cfg(any(not(target_os = "linux"), feature = "force-fallback"))]
+#[test]
+fn populate_write_is_unsupported_on_the_portable_backend() {
+    let page = page_size();
+    let p = map_anon(0, page).unwrap();
+    // SAFETY: our own mapping.
+    assert_eq!(
+        unsafe { populate_write(p, page) }.unwrap_err(),
+        Errno(libc::ENOTSUP)
+    );
+    // SAFETY: our mapping, nothing refers to it.
+    unsafe { unmap(p, page).unwrap() };
+}

@@ -217,10 +217,8 @@ fn populate_write_is_unsupported_on_the_portable_backend() {
     let page = page_size();
     let p = map_anon(0, page).unwrap();
     // SAFETY: our own mapping.
-    assert_eq!(
-        unsafe { populate_write(p, page) }.unwrap_err(),
-        Errno(libc::ENOTSUP)
-    );
+    let r = unsafe { populate_write(p, page) };
+    assert_eq!(r.unwrap_err(), Errno(libc::ENOTSUP));
     // SAFETY: our mapping, nothing refers to it.
     unsafe { unmap(p, page).unwrap() };
 }

@@ -4,8 +4,13 @@
 //! 1 GiB -> 2 GiB `realloc` of a block whose pages are all touched.
 //!
 //! ```text
-//! cargo bench --bench alloc
+//! cargo bench --bench alloc                                  # about 2 minutes on 2 cores
+//! cargo bench --bench alloc -- --quick                       # one quick pass
+//! cargo bench --bench alloc -- churn --measurement-time 2    # command-line settings win
 //! ```
+//!
+//! The sample sizes and times below are defaults set on each `criterion_group!`'s `config`, so
+//! `--sample-size`, `--measurement-time`, `--warm-up-time` and `--quick` override them.
 //!
 //! Memory state: the realloc bench touches its 1 GiB block in the untimed setup of every
 //! iteration, so the timed `realloc` always sees warm, resident pages.
@@ -68,15 +73,12 @@ fn churn_once<A: GlobalAlloc>(a: &A, size: usize, fill: u8) {
     }
 }
 
-fn bench_churn(c: &mut Criterion) {
+fn churn_sizes(c: &mut Criterion, sizes: &[usize]) {
     let remap = RemapAlloc::new();
     let remap_mi = RemapAlloc::wrapping(mimalloc::MiMalloc);
-    for size in [256 << 10, 1 << 20, 8 << 20, 64 << 20] {
+    for &size in sizes {
         let mut g = c.benchmark_group(format!("churn_alloc_write_free_{}K", size >> 10));
         g.throughput(Throughput::Bytes(size as u64));
-        if size >= 8 << 20 {
-            g.sample_size(20);
-        }
         g.bench_function("System", |b| b.iter(|| churn_once(&System, size, 1)));
         g.bench_function("mimalloc", |b| {
             b.iter(|| churn_once(&mimalloc::MiMalloc, size, 2))
@@ -89,6 +91,14 @@ fn bench_churn(c: &mut Criterion) {
         });
         g.finish();
     }
+}
+
+fn bench_churn_small(c: &mut Criterion) {
+    churn_sizes(c, &[256 << 10, 1 << 20]);
+}
+
+fn bench_churn_large(c: &mut Criterion) {
+    churn_sizes(c, &[8 << 20, 64 << 20]);
 }
 
 /// Times only the realloc: setup (allocate, touch every page) and free are outside the clock.
@@ -114,8 +124,6 @@ fn realloc_1g_to_2g<A: GlobalAlloc>(a: &A, iters: u64) -> Duration {
 
 fn bench_realloc(c: &mut Criterion) {
     let mut g = c.benchmark_group("realloc_1GiB_to_2GiB");
-    g.sample_size(10);
-    g.measurement_time(Duration::from_secs(20));
     g.bench_with_input(BenchmarkId::new("System", "warm"), &(), |b, _| {
         b.iter_custom(|iters| realloc_1g_to_2g(&System, iters))
     });
@@ -128,5 +136,16 @@ fn bench_realloc(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_small, bench_churn, bench_realloc);
-criterion_main!(benches);
+criterion_group!(small, bench_small, bench_churn_small);
+criterion_group! {
+    name = large;
+    config = Criterion::default().sample_size(20);
+    targets = bench_churn_large
+}
+criterion_group! {
+    name = realloc;
+    // Each iteration touches 1 GiB in its untimed setup: few samples, a long measurement.
+    config = Criterion::default().sample_size(10).measurement_time(Duration::from_secs(20));
+    targets = bench_realloc
+}
+criterion_main!(small, large, realloc);

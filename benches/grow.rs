@@ -7,7 +7,12 @@
 //! cargo bench --bench grow                # the whole suite, about 10 minutes on 2 cores
 //! cargo bench --bench grow -- --quick     # one quick pass
 //! cargo bench --bench grow -- push_u32    # one group
+//! cargo bench --bench grow -- push_u32 --measurement-time 10 --sample-size 20
 //! ```
+//!
+//! Sample sizes and times are defaults on each `criterion_group!`'s `config` (10 samples; 3 s
+//! for the growth groups, 2 s for the single steps), so the command line's `--sample-size`,
+//! `--measurement-time`, `--warm-up-time` and `--quick` override them.
 //!
 //! `RemapVec` keeps the mapping of a dropped vector for the next one (`VecOptions::reuse_freed`,
 //! on by default), so from the second iteration on a push bench fills pages that are still in
@@ -25,10 +30,7 @@
 #[path = "common/mi.rs"]
 mod mi;
 
-use criterion::measurement::WallTime;
-use criterion::{
-    BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
-};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use mi::Mi;
 use remapvec::{ArenaOptions, CostModel, PageArena, RemapVec, VecOptions};
 use std::hint::black_box;
@@ -41,18 +43,13 @@ fn huge() -> VecOptions {
     VecOptions::default().huge_pages(true)
 }
 
-/// A group with 10 samples (the suite must finish in minutes on 2 cores).
-fn group<'a>(
-    c: &'a mut Criterion,
-    name: &str,
-    warm_up_ms: u64,
-    secs: u64,
-) -> BenchmarkGroup<'a, WallTime> {
-    let mut g = c.benchmark_group(name);
-    g.sample_size(10);
-    g.warm_up_time(Duration::from_millis(warm_up_ms));
-    g.measurement_time(Duration::from_secs(secs));
-    g
+/// Defaults with 10 samples (the suite must finish in minutes on 2 cores); the command line
+/// overrides them.
+fn config(warm_up_ms: u64, secs: u64) -> Criterion {
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(warm_up_ms))
+        .measurement_time(Duration::from_secs(secs))
 }
 
 /// Benches `$body` on a fresh buffer `$v = $new` per iteration, then drops it.
@@ -74,7 +71,7 @@ where
     u64: TryInto<T>,
 {
     let elem = core::mem::size_of::<T>();
-    let mut g = group(c, name, 500, 3);
+    let mut g = c.benchmark_group(name);
     for &bytes in sizes {
         let n = bytes / elem;
         g.throughput(Throughput::Elements(n as u64));
@@ -101,7 +98,7 @@ fn bench_push(c: &mut Criterion) {
 }
 
 fn bench_extend(c: &mut Criterion) {
-    let mut g = group(c, "extend_u32", 500, 3);
+    let mut g = c.benchmark_group("extend_u32");
     for bytes in [16 * MIB, GIB] {
         let n = bytes / 4;
         g.throughput(Throughput::Elements(n as u64));
@@ -118,7 +115,7 @@ fn bench_extend(c: &mut Criterion) {
 
 /// Capacity doubling from 4 KiB to 1 GiB by `reserve`, writing every new byte or none.
 fn bench_doubling(c: &mut Criterion) {
-    let mut g = group(c, "double_4KiB_to_1GiB", 500, 3);
+    let mut g = c.benchmark_group("double_4KiB_to_1GiB");
     g.throughput(Throughput::Bytes(GIB as u64));
     for write in [false, true] {
         let w = if write { "written" } else { "untouched" };
@@ -144,7 +141,7 @@ fn bench_doubling(c: &mut Criterion) {
 
 /// The single worst step: one grow of a full 1 GiB buffer to 2 GiB. Filling is untimed.
 fn bench_worst_step(c: &mut Criterion) {
-    let mut g = group(c, "grow_full_1GiB_to_2GiB", 100, 2);
+    let mut g = c.benchmark_group("grow_full_1GiB_to_2GiB");
     fn timed<V>(iters: u64, mut make: impl FnMut() -> V, mut grow: impl FnMut(&mut V)) -> Duration {
         let mut total = Duration::ZERO;
         for _ in 0..iters {
@@ -233,7 +230,7 @@ fn fragmented(opts: ArenaOptions) -> PageArena {
 }
 
 fn bench_arena(c: &mut Criterion) {
-    let mut g = group(c, "arena_compact_1GiB_half_holes", 100, 2);
+    let mut g = c.benchmark_group("arena_compact_1GiB_half_holes");
     let memcpy = CostModel::copy_only();
     let modes = [
         ("multi-mapping mremap", ArenaOptions::new()),
@@ -261,7 +258,7 @@ fn bench_arena(c: &mut Criterion) {
 
     // Relocation: the arena is full and the addresses after it are taken, so growing moves
     // all its mappings to a new range at once.
-    let mut g = group(c, "arena_relocate_1GiB", 100, 2);
+    let mut g = c.benchmark_group("arena_relocate_1GiB");
     for (name, opts) in &modes[..2] {
         g.bench_function(*name, |b| {
             b.iter_custom(|iters| {
@@ -300,7 +297,7 @@ fn bench_arena(c: &mut Criterion) {
 /// Grows of 64 vectors from 1 MiB to 64 MiB, doubling, while a plain `mmap` is made between
 /// any two grows; prints the share of grows that were in place.
 fn bench_in_place_share(c: &mut Criterion) {
-    let mut g = group(c, "grows_among_other_mappings", 100, 2);
+    let mut g = c.benchmark_group("grows_among_other_mappings");
     let mut total = remapvec::GrowStats::default();
     g.bench_function("RemapVec, 64 vectors, 1->64 MiB", |b| {
         b.iter(|| {
@@ -351,13 +348,14 @@ fn bench_in_place_share(c: &mut Criterion) {
     }
 }
 
-criterion_group!(
-    benches,
-    bench_push,
-    bench_extend,
-    bench_doubling,
-    bench_worst_step,
-    bench_in_place_share,
-    bench_arena
-);
-criterion_main!(benches);
+criterion_group! {
+    name = growth;
+    config = config(500, 3);
+    targets = bench_push, bench_extend, bench_doubling
+}
+criterion_group! {
+    name = steps;
+    config = config(100, 2);
+    targets = bench_worst_step, bench_in_place_share, bench_arena
+}
+criterion_main!(growth, steps);

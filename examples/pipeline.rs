@@ -1,4 +1,4 @@
-//! A whole program under each global allocator: read a generated CSV into one `String`, parse it
+//! A whole program under each global allocator: read a generated CSV into one buffer, parse it
 //! into a `Vec<Row>`, sort, group into a `HashMap`, serialize groups and rows with serde_json,
 //! drop everything, while two threads allocate, fill, check and free scratch buffers of
 //! 256 KiB–8 MiB. Prints one line per allocator: CPU time (user + sys, median and range over the
@@ -11,357 +11,52 @@
 //! deterministically once into the temporary directory and reused while its size is right.
 //! Each allocator runs in its own child process of this example (the global allocator is per
 //! process): glibc (`system`), `mimalloc`, `jemalloc` (tikv-jemallocator), `remap`
-//! (`RemapAlloc::new()`, around `System`) and `remap+mimalloc` (`RemapAlloc::wrapping(MiMalloc)`).
+//! (`RemapAlloc::new()`, around `System`), `remap+mimalloc` (`RemapAlloc::wrapping(MiMalloc)`) and
+//! `remap+jemalloc`. The program is `examples/common/pipeline.rs`, which `realloc_strategies` also
+//! runs as its `pipeline` workload.
 //! With `--runs N` the allocators take turns, N rounds. The children check that every allocator
 //! produced the same output (a checksum of the JSON) and the scratch threads check every buffer's
 //! content before freeing it. `--mb 20` finishes in seconds.
 
-use serde::Serialize;
-use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
-use std::hash::BuildHasherDefault;
-use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
+#[path = "common/buf.rs"]
+mod buf;
+#[path = "common/measure.rs"]
+mod measure;
+#[path = "common/pipeline.rs"]
+mod pipeline;
 #[path = "common/switch.rs"]
 mod switch;
+
+use measure::{peak_rss_kib, reset_peak_rss, usage};
+use pipeline::PHASES;
 use switch::{ENV, NAMES};
 
 #[global_allocator]
 static GLOBAL: switch::Switch = switch::Switch;
 
-// ---------------------------------------------------------------------------------------------
-// Measurement
-
-/// Process CPU time (user + sys of every thread, seconds) and minor page faults so far.
-fn usage() -> (f64, u64) {
-    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
-    let mut ru: libc::rusage = unsafe { core::mem::zeroed() };
-    // SAFETY: a valid pointer to a rusage struct, which getrusage fills.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    (secs(ru.ru_utime) + secs(ru.ru_stime), ru.ru_minflt as u64)
-}
-
-/// CPU time of the calling thread, seconds.
-fn thread_cpu() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid pointer to a timespec, which clock_gettime fills.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
-}
-
-/// Resets the peak RSS (`VmHWM`) to the current RSS, so that the peak read later is the measured
-/// part's. Returns false where the kernel does not allow it (the peak then covers the whole
-/// child, whose start-up is small).
-fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
-/// Peak RSS in KiB: `VmHWM`, or `ru_maxrss` where /proc is not readable.
-fn peak_rss_kib() -> u64 {
-    if let Ok(s) = std::fs::read_to_string("/proc/self/status") {
-        for line in s.lines() {
-            if let Some(v) = line.strip_prefix("VmHWM:") {
-                return v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
-            }
-        }
-    }
-    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
-    let mut ru: libc::rusage = unsafe { core::mem::zeroed() };
-    // SAFETY: a valid pointer to a rusage struct, which getrusage fills.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    ru.ru_maxrss as u64
-}
-
-// ---------------------------------------------------------------------------------------------
-// Deterministic input
-
-/// splitmix64: small, seeded, the same sequence everywhere.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-const SYLLABLES: [&str; 24] = [
-    "ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "xe", "zu", "an", "el", "or", "is", "um",
-    "bra", "che", "sto", "ril", "dan", "mar", "ten", "gol", "fe",
-];
-
-fn word(rng: &mut Rng, min: u64, max: u64, out: &mut String) {
-    let start = out.len();
-    for _ in 0..min + rng.below(max - min + 1) {
-        out.push_str(SYLLABLES[rng.below(SYLLABLES.len() as u64) as usize]);
-    }
-    out[start..start + 1].make_ascii_uppercase();
-}
-
-/// Average length of a generated row, for `--mb` (measured on the generator).
-const AVG_ROW: u64 = 50;
-const CITIES: usize = 400;
-const HEADER: &str = "id,name,city,amount,timestamp\n";
-
-/// Calls `emit` with every line of the CSV, header first; the same lines for the same `rows`.
-fn generate(rows: u64, mut emit: impl FnMut(&str)) {
-    use std::fmt::Write as _;
-    let mut rng = Rng(0x00c5_7d47_a11c);
-    let cities: Vec<String> = (0..CITIES)
-        .map(|_| {
-            let mut c = String::new();
-            word(&mut rng, 2, 4, &mut c);
-            c
-        })
-        .collect();
-    emit(HEADER);
-    let mut line = String::with_capacity(128);
-    let mut ts = 1_600_000_000u64;
-    for id in 0..rows {
-        line.clear();
-        write!(line, "{id},").unwrap();
-        word(&mut rng, 2, 3, &mut line);
-        line.push(' ');
-        word(&mut rng, 2, 4, &mut line);
-        // A skewed city distribution: a few big groups, many small ones.
-        let c = (rng.unit() * rng.unit() * CITIES as f64) as usize;
-        let cents = rng.below(10_000_000);
-        ts += rng.below(20);
-        writeln!(
-            line,
-            ",{},{}.{:02},{ts}",
-            cities[c],
-            cents / 100,
-            cents % 100
-        )
-        .unwrap();
-        emit(&line);
-    }
-}
-
-/// The CSV for `rows` rows in the temporary directory, written now unless a file of the right size
-/// is already there (written to a temporary name first, so a partial file is never reused).
-fn ensure_csv(rows: u64) -> (PathBuf, u64) {
-    let path = std::env::temp_dir().join(format!("remapvec-pipeline-v1-{rows}.csv"));
-    let mut size = 0u64;
-    generate(rows, |l| size += l.len() as u64);
-    if std::fs::metadata(&path).is_ok_and(|m| m.len() == size) {
-        return (path, size);
-    }
-    let t = Instant::now();
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut w = BufWriter::with_capacity(1 << 20, File::create(&tmp).expect("create the CSV"));
-    generate(rows, |l| w.write_all(l.as_bytes()).expect("write the CSV"));
-    w.into_inner()
-        .expect("flush the CSV")
-        .sync_all()
-        .expect("sync");
-    std::fs::rename(&tmp, &path).expect("rename the CSV");
-    eprintln!(
-        "generated {} ({:.1} MB) in {:.1} s",
-        path.display(),
-        size as f64 / 1e6,
-        t.elapsed().as_secs_f64()
-    );
-    (path, size)
-}
-
-// ---------------------------------------------------------------------------------------------
-// The workload
-
-#[derive(Serialize)]
-struct Row {
-    id: u64,
-    name: String,
-    city: String,
-    amount: f64,
-    timestamp: u64,
-}
-
-#[derive(Serialize)]
-struct Agg {
-    count: u64,
-    total: f64,
-    min: f64,
-    max: f64,
-    first_ts: u64,
-    last_ts: u64,
-    /// Ids in sorted order: a vector per group that grows by pushes.
-    ids: Vec<u64>,
-}
-
-/// A deterministic hasher, so that every allocator sees the same table layout and growth.
-type Fixed = BuildHasherDefault<DefaultHasher>;
-
-/// Allocates, fills (every byte), checks and frees `iters` buffers of 256 KiB–8 MiB
-/// (log-uniform sizes from a seeded RNG), four alive at a time. Returns the thread's CPU time.
-fn scratch(seed: u64, iters: usize) -> f64 {
-    let mut rng = Rng(seed);
-    let mut live: Vec<(u64, Vec<u64>)> = Vec::with_capacity(4);
-    let check = |(tag, b): &(u64, Vec<u64>)| {
-        let ok = b.iter().enumerate().all(|(k, &w)| w == tag ^ k as u64);
-        assert!(ok, "a scratch buffer lost its content");
-    };
-    for i in 0..iters {
-        let bytes = ((256u64 << 10) as f64 * 32f64.powf(rng.unit())) as usize;
-        let tag = rng.next();
-        let buf: Vec<u64> = (0..bytes / 8).map(|k| tag ^ k as u64).collect();
-        if live.len() == 4 {
-            check(&live[i % 4]);
-            live[i % 4] = (tag, buf);
-        } else {
-            live.push((tag, buf));
-        }
-    }
-    live.iter().for_each(check);
-    drop(live);
-    thread_cpu()
-}
-
-/// Wrapping sum of the bytes as little-endian words, plus the length: cheap and vectorized.
-fn checksum(b: &[u8]) -> u64 {
-    let mut chunks = b.chunks_exact(8);
-    let mut s = (&mut chunks).fold(b.len() as u64, |s, c| {
-        s.wrapping_add(u64::from_le_bytes(c.try_into().unwrap()))
-    });
-    for (i, &x) in chunks.remainder().iter().enumerate() {
-        s = s.wrapping_add((x as u64) << (8 * i));
-    }
-    s
-}
-
 fn child(cfg: &Config) {
-    let path = cfg.path();
+    let path = pipeline::csv_path(cfg.rows);
     let hwm_reset = reset_peak_rss();
     let (c0, f0) = usage();
     let start = Instant::now();
-    let mut phase = Vec::new();
-    let mut lap = {
-        let mut t = thread_cpu();
-        move |phase: &mut Vec<f64>| {
-            let now = thread_cpu();
-            phase.push(now - t);
-            t = now;
-        }
-    };
-
-    let iters = cfg.scratch_iters();
-    let workers: Vec<_> = (0..2)
-        .map(|t| std::thread::spawn(move || scratch(0x5c7a_7c40 + t, iters)))
-        .collect();
-
-    // Read: one String grown line by line (the realloc-heavy way a reader without a size hint
-    // fills a buffer).
-    let mut text = String::new();
-    let mut r = BufReader::with_capacity(64 << 10, File::open(&path).expect("open the CSV"));
-    while r.read_line(&mut text).expect("read the CSV") != 0 {}
-    drop(r);
-    lap(&mut phase);
-
-    // Parse into a Vec that grows by pushes.
-    let mut rows = Vec::new();
-    for line in text.lines().skip(1) {
-        let mut f = line.split(',');
-        let mut next = || f.next().expect("five fields");
-        rows.push(Row {
-            id: next().parse().expect("id"),
-            name: next().to_owned(),
-            city: next().to_owned(),
-            amount: next().parse().expect("amount"),
-            timestamp: next().parse().expect("timestamp"),
-        });
-    }
-    drop(text);
-    lap(&mut phase);
-
-    // Sort (stable: a scratch buffer of half the rows) by city, then amount descending.
-    rows.sort_by(|a, b| {
-        a.city
-            .cmp(&b.city)
-            .then_with(|| b.amount.total_cmp(&a.amount))
-    });
-    lap(&mut phase);
-
-    // Group by name's first word and by city.
-    let mut groups: HashMap<String, Agg, Fixed> = HashMap::default();
-    for r in &rows {
-        let key = r.name.split(' ').next().unwrap_or("");
-        for key in [key, r.city.as_str()] {
-            let a = match groups.get_mut(key) {
-                Some(a) => a,
-                None => groups.entry(key.to_owned()).or_insert(Agg {
-                    count: 0,
-                    total: 0.0,
-                    min: f64::INFINITY,
-                    max: f64::NEG_INFINITY,
-                    first_ts: u64::MAX,
-                    last_ts: 0,
-                    ids: Vec::new(),
-                }),
-            };
-            a.count += 1;
-            a.total += r.amount;
-            a.min = a.min.min(r.amount);
-            a.max = a.max.max(r.amount);
-            a.first_ts = a.first_ts.min(r.timestamp);
-            a.last_ts = a.last_ts.max(r.timestamp);
-            a.ids.push(r.id);
-        }
-    }
-    lap(&mut phase);
-
-    // Serialize the groups (in key order) and the rows.
-    let sorted: BTreeMap<&str, &Agg> = groups.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let groups_json = serde_json::to_string(&sorted).expect("groups to JSON");
-    drop(sorted);
-    let rows_json = serde_json::to_vec(&rows).expect("rows to JSON");
-    let sum = checksum(groups_json.as_bytes())
-        .wrapping_mul(31)
-        .wrapping_add(checksum(&rows_json));
-    let (n_rows, n_groups, json_bytes) = (
-        rows.len(),
-        groups.len(),
-        groups_json.len() + rows_json.len(),
-    );
-    lap(&mut phase);
-
-    drop(groups);
-    drop(rows);
-    drop(groups_json);
-    drop(rows_json);
-    lap(&mut phase);
-
-    let scratch_cpu: f64 = workers
-        .into_iter()
-        .map(|w| w.join().expect("a scratch thread"))
-        .sum();
+    let out = pipeline::run(&path, cfg.scratch_iters(), Vec::new, Vec::new);
+    assert!(out.scratch_ok, "a scratch buffer lost its content");
     let wall = start.elapsed().as_secs_f64();
     let (c1, f1) = usage();
     let hwm = peak_rss_kib();
-    let p: Vec<String> = phase.iter().map(|x| format!("{x:.4}")).collect();
+    let p: Vec<String> = out.phases.iter().map(|x| format!("{x:.4}")).collect();
+    let (n_rows, n_groups, json_bytes) = out.shape;
     println!(
-        "{:.4} {wall:.4} {} {hwm} {} {scratch_cpu:.4} {sum:016x} {n_rows} {n_groups} {json_bytes} {}",
+        "{:.4} {wall:.4} {} {hwm} {} {:.4} {:016x} {n_rows} {n_groups} {json_bytes} {}",
         c1 - c0,
         f1 - f0,
         p.join(" "),
+        out.scratch_cpu,
+        out.sum,
         hwm_reset as u8,
     );
 }
@@ -376,7 +71,6 @@ struct Config {
 }
 
 const DEFAULT_MB: u64 = 500;
-const PHASES: [&str; 6] = ["read", "parse", "sort", "group", "json", "drop"];
 
 impl Config {
     fn from_args(args: &[String]) -> Config {
@@ -392,7 +86,7 @@ impl Config {
             })
         };
         let rows = num("--rows")
-            .unwrap_or_else(|| num("--mb").unwrap_or(DEFAULT_MB) * 1_000_000 / AVG_ROW)
+            .unwrap_or_else(|| pipeline::rows_for_mb(num("--mb").unwrap_or(DEFAULT_MB) as f64))
             .max(1);
         let only: Vec<String> = match arg("--only") {
             Some(o) => o.split(',').map(str::to_owned).collect(),
@@ -410,13 +104,9 @@ impl Config {
             only,
         }
     }
-    fn path(&self) -> PathBuf {
-        std::env::temp_dir().join(format!("remapvec-pipeline-v1-{}.csv", self.rows))
-    }
     /// Scratch buffers per thread: 2000 at the default size, in proportion below it.
     fn scratch_iters(&self) -> usize {
-        let full = DEFAULT_MB * 1_000_000 / AVG_ROW;
-        ((2000 * self.rows / full) as usize).max(20)
+        pipeline::scratch_iters(self.rows)
     }
 }
 
@@ -552,7 +242,7 @@ fn main() {
         child(&cfg);
         return;
     }
-    let (csv, size) = ensure_csv(cfg.rows);
+    let (csv, size) = pipeline::ensure_csv(cfg.rows);
     let mut results: Vec<(String, Vec<Run>)> =
         cfg.only.iter().map(|n| (n.clone(), Vec::new())).collect();
     for round in 0..cfg.runs {

@@ -1,5 +1,6 @@
 //! The global allocator of the examples that compare allocators (`churn`, `pipeline`): one of
-//! glibc, mimalloc, jemalloc, `RemapAlloc` and `RemapAlloc::wrapping(MiMalloc)`, chosen once from
+//! glibc, mimalloc, jemalloc, `RemapAlloc` (around `System`) and `RemapAlloc::wrapping` mimalloc or
+//! jemalloc, chosen once from
 //! the environment variable [`ENV`] at the first allocation (read with `getenv`, which does not
 //! allocate) and fixed from then on. The parent process spawns itself once per allocator.
 
@@ -12,7 +13,14 @@ use tikv_jemallocator::Jemalloc;
 /// The variable that names the allocator of a child process.
 pub const ENV: &str = "REMAPVEC_ALLOC";
 /// The allocators, by the names [`ENV`] takes.
-pub const NAMES: [&str; 5] = ["system", "mimalloc", "jemalloc", "remap", "remap+mimalloc"];
+pub const NAMES: [&str; 6] = [
+    "system",
+    "mimalloc",
+    "jemalloc",
+    "remap",
+    "remap+mimalloc",
+    "remap+jemalloc",
+];
 
 /// Forwards every call to the chosen allocator.
 pub struct Switch;
@@ -20,6 +28,7 @@ pub struct Switch;
 static CHOICE: AtomicU8 = AtomicU8::new(u8::MAX);
 static REMAP: RemapAlloc = RemapAlloc::new();
 static REMAP_MI: RemapAlloc<MiMalloc> = RemapAlloc::wrapping(MiMalloc);
+static REMAP_JE: RemapAlloc<Jemalloc> = RemapAlloc::wrapping(Jemalloc);
 
 fn choice() -> u8 {
     match CHOICE.load(Relaxed) {
@@ -51,6 +60,7 @@ unsafe impl GlobalAlloc for Switch {
                 2 => Jemalloc.alloc(l),
                 3 => REMAP.alloc(l),
                 4 => REMAP_MI.alloc(l),
+                5 => REMAP_JE.alloc(l),
                 _ => System.alloc(l),
             }
         }
@@ -63,6 +73,7 @@ unsafe impl GlobalAlloc for Switch {
                 2 => Jemalloc.alloc_zeroed(l),
                 3 => REMAP.alloc_zeroed(l),
                 4 => REMAP_MI.alloc_zeroed(l),
+                5 => REMAP_JE.alloc_zeroed(l),
                 _ => System.alloc_zeroed(l),
             }
         }
@@ -75,6 +86,7 @@ unsafe impl GlobalAlloc for Switch {
                 2 => Jemalloc.dealloc(p, l),
                 3 => REMAP.dealloc(p, l),
                 4 => REMAP_MI.dealloc(p, l),
+                5 => REMAP_JE.dealloc(p, l),
                 _ => System.dealloc(p, l),
             }
         }
@@ -87,6 +99,7 @@ unsafe impl GlobalAlloc for Switch {
                 2 => Jemalloc.realloc(p, l, n),
                 3 => REMAP.realloc(p, l, n),
                 4 => REMAP_MI.realloc(p, l, n),
+                5 => REMAP_JE.realloc(p, l, n),
                 _ => System.realloc(p, l, n),
             }
         }

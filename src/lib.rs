@@ -45,4 +45,4 @@ pub fn cache_stats() -> CacheStats {
 }
 pub use shared_vec::{MAX_VIEWS, ReadGuard, SharedVec};
 pub use stats::GrowStats;
-pub use vec::{Drain, IntoIter, RemapVec, Splice};
+pub use vec::{Drain, ExtractIf, IntoIter, RemapVec, Splice};

@@ -3,10 +3,14 @@
 
 use proptest::prelude::*;
 use remapvec::{RemapVec, VecOptions};
+use std::borrow::Cow;
+use std::collections::{BinaryHeap, VecDeque};
 use std::fmt::Debug;
+use std::rc::Rc;
+use std::sync::Arc;
 
 /// Element types under test, built from a number.
-trait Elem: Clone + PartialEq + Debug {
+trait Elem: Clone + Ord + Debug {
     fn make(n: u32) -> Self;
 }
 impl Elem for u8 {
@@ -28,7 +32,7 @@ impl Elem for () {
     fn make(_: u32) -> Self {}
 }
 /// An element aligned above the page size.
-#[derive(Clone, PartialEq, Debug)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
 #[repr(align(8192))]
 struct Aligned(u32);
 impl Elem for Aligned {
@@ -67,6 +71,21 @@ enum Op {
     CloneReplace,
     IntoIterBack(usize),
     SortReverse,
+    PushMut(u32),
+    InsertMut(usize, u32),
+    /// `extract_if` over a range with a key-based filter, taking at most `k` items
+    /// (`usize::MAX`: all of them) before dropping the iterator.
+    ExtractIf(usize, usize, u32, usize),
+    /// `split_off(0)`: the buffer moves to the returned vector, `self` keeps its capacity.
+    SplitOffZero,
+    /// A conversion out of `RemapVec` and back (see `convert`).
+    Convert(u8),
+    /// `TryFrom<RemapVec<T>>` for `[T; 3]` and `Box<[T; 3]>`.
+    TryIntoArray,
+    /// `into_flattened` of the elements taken in pairs.
+    Flatten,
+    /// Comparisons with `VecDeque` and `Cow`.
+    CompareOthers,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -99,6 +118,15 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::CloneReplace),
         1 => (0usize..10).prop_map(Op::IntoIterBack),
         1 => Just(Op::SortReverse),
+        2 => any::<u32>().prop_map(Op::PushMut),
+        1 => (any::<usize>(), any::<u32>()).prop_map(|(i, x)| Op::InsertMut(i, x)),
+        2 => (any::<usize>(), any::<usize>(), 1u32..4, prop_oneof![0usize..4, Just(usize::MAX)])
+            .prop_map(|(a, b, m, k)| Op::ExtractIf(a, b, m, k)),
+        1 => Just(Op::SplitOffZero),
+        2 => (0u8..CONVERSIONS).prop_map(Op::Convert),
+        1 => Just(Op::TryIntoArray),
+        1 => Just(Op::Flatten),
+        1 => Just(Op::CompareOthers),
     ]
 }
 
@@ -115,6 +143,94 @@ fn key<T: Debug>(x: &T, m: u32) -> u32 {
 /// Caps an element count so that big elements (8 KiB) stay within a few MiB per step.
 fn n_of<T>(n: usize) -> usize {
     n.min((4 << 20) / size_of::<T>().max(1))
+}
+
+/// How many conversions `convert` knows.
+const CONVERSIONS: u8 = 9;
+
+/// Converts `r` out of `RemapVec` and back by conversion `kind`, checking the intermediate
+/// value against the model; the result keeps `r`'s options (re-wrapped by `append`, which
+/// moves the elements into a vector made with the options).
+fn convert<T: Elem>(r: &mut RemapVec<T>, v: &[T], kind: u8) {
+    let opts = r.options();
+    let taken = std::mem::take(r);
+    let mut back: RemapVec<T> = match kind {
+        0 => {
+            let b: Box<[T]> = taken.into_boxed_slice();
+            assert_eq!(&*b, v);
+            RemapVec::from(b)
+        }
+        1 => {
+            let d = VecDeque::from(taken);
+            assert_eq!(d, v);
+            RemapVec::from(d)
+        }
+        2 => {
+            let mut d = VecDeque::from(taken);
+            // Rotate so that the deque wraps around its buffer before converting back.
+            if let Some(x) = d.pop_back() {
+                d.push_front(x);
+                let x = d.pop_front().unwrap();
+                d.push_back(x);
+            }
+            RemapVec::from(d)
+        }
+        3 => {
+            let h = BinaryHeap::from(taken);
+            let mut sorted = v.to_vec();
+            sorted.sort();
+            assert_eq!(h.clone().into_sorted_vec(), sorted);
+            let mut back = RemapVec::from(h);
+            back.sort();
+            let mut s = back.clone();
+            // The heap's order is unspecified: compare sorted, hand back the model's order.
+            s.sort();
+            assert_eq!(s, sorted);
+            RemapVec::from(v)
+        }
+        4 => {
+            let a: Arc<[T]> = taken.clone().into();
+            let rc: Rc<[T]> = taken.into();
+            assert_eq!(&*a, v);
+            assert_eq!(&*rc, v);
+            RemapVec::from(&*a)
+        }
+        5 => {
+            let c: Cow<'_, [T]> = taken.into();
+            assert!(matches!(c, Cow::Owned(_)));
+            let back = RemapVec::from(c);
+            let borrowed: Cow<'_, [T]> = (&back).into();
+            assert_eq!(borrowed, v);
+            RemapVec::from(Cow::Borrowed(&*borrowed))
+        }
+        6 => {
+            let (p, len, cap) = taken.into_raw_parts();
+            assert_eq!(len, v.len());
+            assert!(cap >= len);
+            // SAFETY: the parts just given up by `into_raw_parts`, which are global-allocator
+            // parts like a Vec's.
+            let back = unsafe { Vec::from_raw_parts(p, len, cap) };
+            RemapVec::from(back)
+        }
+        7 => {
+            let mut it = taken.into_iter();
+            assert_eq!(it.as_ref(), v);
+            let rest = std::mem::take(&mut it);
+            assert_eq!(it.len(), 0);
+            rest.collect()
+        }
+        _ => {
+            let mut t = taken;
+            let d = t.drain(..);
+            assert_eq!(d.as_ref(), v);
+            drop(d);
+            RemapVec::from(v)
+        }
+    };
+    assert_eq!(back, v, "conversion {kind}");
+    let mut out = RemapVec::with_options(opts);
+    out.append(&mut back);
+    *r = out;
 }
 
 fn apply<T: Elem>(r: &mut RemapVec<T>, v: &mut Vec<T>, op: &Op) {
@@ -277,6 +393,107 @@ fn apply<T: Elem>(r: &mut RemapVec<T>, v: &mut Vec<T>, op: &Op) {
         Op::SortReverse => {
             r.reverse();
             v.reverse();
+        }
+        Op::PushMut(x) => {
+            let a = r.push_mut(T::make(*x));
+            let b = v.push_mut(T::make(*x));
+            assert_eq!(a, b);
+            *a = T::make(x.wrapping_add(1));
+            *b = T::make(x.wrapping_add(1));
+        }
+        Op::InsertMut(i, x) => {
+            let i = i % (len + 1);
+            let a = r.insert_mut(i, T::make(*x));
+            let b = v.insert_mut(i, T::make(*x));
+            assert_eq!(a, b);
+            *a = T::make(x.wrapping_mul(3));
+            *b = T::make(x.wrapping_mul(3));
+        }
+        Op::ExtractIf(a, b, m, k) => {
+            let rg = range(*a, *b, len);
+            // The filter also changes the elements it keeps (it gets `&mut T`).
+            let filter = |x: &mut T| {
+                let hit = key(x, *m) == 0;
+                if !hit {
+                    *x = x.clone();
+                }
+                hit
+            };
+            let got: Vec<T> = r.extract_if(rg.clone(), filter).take(*k).collect();
+            let want: Vec<T> = v.extract_if(rg, filter).take(*k).collect();
+            assert_eq!(got, want);
+        }
+        Op::SplitOffZero => {
+            let cap = r.capacity();
+            let p = r.as_ptr();
+            let all = r.split_off(0);
+            let all_v = v.split_off(0);
+            assert_eq!(all, all_v);
+            assert!(r.is_empty() && r.capacity() >= cap);
+            if size_of::<T>() > 0 && cap > 0 {
+                assert_eq!(all.as_ptr(), p, "split_off(0) must hand the buffer over");
+            }
+            assert_eq!(all.options(), r.options());
+            r.extend(all);
+            v.extend(all_v);
+        }
+        Op::Convert(kind) => convert(r, v, *kind),
+        Op::TryIntoArray => {
+            let opts = r.options();
+            let taken = std::mem::take(r);
+            let got = <[T; 3]>::try_from(taken);
+            let want = <[T; 3]>::try_from(v.clone());
+            assert_eq!(got.is_ok(), want.is_ok());
+            let mut back = match (got, want) {
+                (Ok(a), Ok(b)) => {
+                    assert_eq!(a, b);
+                    let boxed = Box::<[T; 3]>::try_from(RemapVec::from(a)).unwrap();
+                    RemapVec::from(*boxed)
+                }
+                (Err(back), Err(_)) => {
+                    assert!(Box::<[T; 3]>::try_from(back.clone()).is_err());
+                    back
+                }
+                _ => unreachable!(),
+            };
+            *r = RemapVec::with_options(opts);
+            r.append(&mut back);
+        }
+        Op::Flatten => {
+            let opts = r.options();
+            let mut pairs: RemapVec<[T; 2]> = RemapVec::with_options(opts);
+            let mut rest = std::mem::take(r).into_iter();
+            while rest.len() >= 2 {
+                pairs.push([rest.next().unwrap(), rest.next().unwrap()]);
+            }
+            let tail: Vec<T> = rest.collect();
+            let mut flat = pairs.into_flattened();
+            assert_eq!(flat.options(), opts);
+            flat.extend(tail);
+            *r = flat;
+            let pairs_v: Vec<[T; 2]> = v
+                .chunks_exact(2)
+                .map(|c| [c[0].clone(), c[1].clone()])
+                .collect();
+            let odd = v.len() % 2 == 1;
+            let last = v.last().cloned();
+            *v = pairs_v.into_flattened();
+            if odd {
+                v.extend(last);
+            }
+        }
+        Op::CompareOthers => {
+            let d: VecDeque<T> = v.iter().cloned().collect();
+            // Both directions are distinct impls.
+            assert!(*r == d);
+            assert!(d == *r);
+            let c: Cow<'_, [T]> = Cow::Borrowed(&v[..]);
+            assert!(*r == c);
+            assert!(c == *r);
+            let mut longer = d.clone();
+            longer.push_front(T::make(7));
+            assert!(*r != longer);
+            assert!(longer != *r);
         }
     }
 }

@@ -7,9 +7,12 @@ use core::mem::{ManuallyDrop, MaybeUninit};
 use core::ops::{Bound, Range, RangeBounds};
 use core::ptr;
 
+mod convert;
+mod extract;
 mod iter;
 mod traits;
 
+pub use extract::ExtractIf;
 pub use iter::{Drain, IntoIter, Splice};
 
 /// A contiguous growable array, like [`Vec<T>`], for huge buffers: when it grows past the heap
@@ -579,6 +582,36 @@ impl<T> RemapVec<T> {
         self.len = len + 1;
     }
 
+    /// Appends an element and returns a reference to it, like [`Vec::push_mut`].
+    ///
+    /// # Panics
+    /// If the capacity would exceed `isize::MAX` bytes.
+    ///
+    /// ```
+    /// # use remapvec::RemapVec;
+    /// let mut v = RemapVec::from([1, 2]);
+    /// let last = v.push_mut(3);
+    /// *last += 1;
+    /// assert_eq!(v, [1, 2, 4]);
+    /// ```
+    #[inline]
+    #[track_caller]
+    #[must_use = "if you don't need a reference to the value, use `RemapVec::push` instead"]
+    pub fn push_mut(&mut self, value: T) -> &mut T {
+        let len = self.len;
+        if len == self.buf.capacity() {
+            self.buf.grow_one(len);
+        }
+        // SAFETY: `len < capacity` now, so the slot is inside the buffer and uninitialized;
+        // once written and counted, the reference borrows `self` mutably.
+        unsafe {
+            let slot = self.as_mut_ptr().add(len);
+            slot.write(value);
+            self.len = len + 1;
+            &mut *slot
+        }
+    }
+
     /// Appends an element if there is room, else gives it back. Never allocates.
     ///
     /// # Errors
@@ -660,6 +693,27 @@ impl<T> RemapVec<T> {
             p.write(element);
         }
         self.len = len + 1;
+    }
+
+    /// Inserts an element at `index`, shifting the rest to the right, and returns a reference
+    /// to it, like [`Vec::insert_mut`].
+    ///
+    /// # Panics
+    /// If `index > len`.
+    ///
+    /// ```
+    /// # use remapvec::RemapVec;
+    /// let mut v = RemapVec::from([1, 3, 5, 9]);
+    /// let x = v.insert_mut(3, 6);
+    /// *x += 1;
+    /// assert_eq!(v, [1, 3, 5, 7, 9]);
+    /// ```
+    #[track_caller]
+    #[must_use = "if you don't need a reference to the value, use `RemapVec::insert` instead"]
+    pub fn insert_mut(&mut self, index: usize, element: T) -> &mut T {
+        self.insert(index, element);
+        // SAFETY: `index < len` now: the element just written.
+        unsafe { &mut *self.as_mut_ptr().add(index) }
     }
 
     /// Removes and returns the element at `index`, shifting the rest to the left.
@@ -887,7 +941,8 @@ impl<T> RemapVec<T> {
         self.len += n;
     }
 
-    /// Splits off the elements from `at` on into a new vector (same options).
+    /// Splits off the elements from `at` on into a new vector (same options). `self` keeps
+    /// its capacity.
     ///
     /// # Panics
     /// If `at > len`.
@@ -897,6 +952,14 @@ impl<T> RemapVec<T> {
     /// let mut v = RemapVec::from([1, 2, 3]);
     /// let tail = v.split_off(1);
     /// assert_eq!((v, tail), (RemapVec::from([1]), RemapVec::from([2, 3])));
+    ///
+    /// // `split_off(0)` hands the whole buffer over, as with `Vec`; `v` keeps its capacity.
+    /// let mut v: RemapVec<u8> = RemapVec::with_capacity(1 << 20);
+    /// v.push(1);
+    /// let p = v.as_ptr();
+    /// let all = v.split_off(0);
+    /// assert_eq!((all.as_ptr(), v.len()), (p, 0));
+    /// assert!(v.capacity() >= 1 << 20);
     /// ```
     #[track_caller]
     #[must_use = "use `.truncate()` if you don't need the other half"]
@@ -904,6 +967,12 @@ impl<T> RemapVec<T> {
         let len = self.len;
         if at > len {
             panic!("`at` split index (is {at}) should be <= len (is {len})");
+        }
+        if at == 0 {
+            // Like std: the new vector takes over the buffer (no element is copied, a mapping
+            // is not even touched) and `self` gets a new, empty one of the same capacity.
+            let fresh = Self::with_capacity_and_options(self.capacity(), self.options());
+            return core::mem::replace(self, fresh);
         }
         let n = len - at;
         let mut other = Self::with_capacity_and_options(n, self.options());

@@ -136,6 +136,10 @@ impl Default for VecOptions {
     }
 }
 
+/// A zeroed vector takes a kept mapping only if at most this many of its bytes may be dirty
+/// (clearing 256 KiB takes ≈25 µs; a fresh mapping costs nothing until written).
+const ZEROED_MAX_DIRTY: usize = 256 << 10;
+
 /// Turns a growth error into the panic or abort `Vec` would give.
 #[cold]
 #[inline(never)]
@@ -415,6 +419,19 @@ impl RawInner {
         elem: Layout,
         exact: bool,
     ) -> Result<(), TryReserveError> {
+        self.finish_grow_with(len, new_cap, elem, exact, None)
+    }
+
+    /// [`finish_grow`](Self::finish_grow), taking a kept mapping only if at most `max_dirty` of
+    /// its bytes may be dirty (for callers that must zero what is dirty).
+    fn finish_grow_with(
+        &mut self,
+        len: usize,
+        new_cap: usize,
+        elem: Layout,
+        exact: bool,
+        max_dirty: Option<usize>,
+    ) -> Result<(), TryReserveError> {
         let bytes = new_cap
             .checked_mul(elem.size())
             .ok_or(TryReserveError::capacity_overflow())?;
@@ -462,7 +479,71 @@ impl RawInner {
         if bytes < self.packed().threshold() {
             return self.grow_heap(layout, elem);
         }
-        self.move_to_region(len, layout, elem, exact, None)
+        self.move_to_region(len, layout, elem, exact, max_dirty)
+    }
+
+    /// Makes room for `additional` elements after `len` (amortized unless `exact`) and makes
+    /// their bytes zero, writing only what may be dirty: a fresh mapping, the grown tail of
+    /// one, and a kept mapping beyond its dirty extent are zero already.
+    fn reserve_zeroed(
+        &mut self,
+        len: usize,
+        additional: usize,
+        elem: Layout,
+        exact: bool,
+    ) -> Result<(), TryReserveError> {
+        let size = elem.size();
+        if size == 0 {
+            return Ok(());
+        }
+        let new_len = len
+            .checked_add(additional)
+            .ok_or(TryReserveError::capacity_overflow())?;
+        let was_mapped = self.is_mapped();
+        let old_cap_bytes = self.cap * size;
+        if self.needs_to_grow(len, additional) {
+            let new_cap = if exact {
+                new_len
+            } else {
+                new_len.max(self.cap.saturating_mul(2))
+            };
+            // Clearing a kept mapping's dirty bytes costs about what faulting fresh pages in
+            // would cost later; a zeroed vector should cost nothing until written.
+            let max_dirty = Some(ZEROED_MAX_DIRTY);
+            match self.finish_grow_with(len, new_cap, elem, exact, max_dirty) {
+                Err(e)
+                    if e.kind() == TryReserveErrorKind::CapacityOverflow && new_cap > new_len =>
+                {
+                    self.finish_grow_with(len, new_len, elem, exact, max_dirty)?
+                }
+                r => r?,
+            }
+        }
+        // Bytes from `zero_from` on are known to be zero.
+        let zero_from = match self.hdr() {
+            Some(Header {
+                region: Some(_),
+                dirty,
+                ..
+            }) => {
+                if was_mapped {
+                    // Everything below the old capacity may have been written.
+                    (*dirty).max(old_cap_bytes)
+                } else {
+                    // Just moved in from the heap: the copy and the kept mapping's dirt.
+                    *dirty
+                }
+            }
+            _ => usize::MAX, // a heap block
+        };
+        let (start, end) = (len * size, new_len * size);
+        let stop = end.min(zero_from);
+        if start < stop {
+            // SAFETY: `start..stop` lies within the capacity (`new_len <= cap`), which is
+            // allocated and writable; no element lives there (they are at `..len`).
+            unsafe { self.ptr.as_ptr().add(start).write_bytes(0, stop - start) };
+        }
+        Ok(())
     }
 
     fn heap_layout(&self, elem: Layout) -> Option<Layout> {
@@ -798,6 +879,18 @@ impl<T> RawVec<T> {
         if let Err(e) = self.inner.grow_amortized(len, 1, Self::ELEM) {
             handle_error(e)
         }
+    }
+
+    /// Room for `additional` more elements after `len`, whose bytes are all zero (amortized
+    /// unless `exact`).
+    pub(crate) fn try_reserve_zeroed(
+        &mut self,
+        len: usize,
+        additional: usize,
+        exact: bool,
+    ) -> Result<(), TryReserveError> {
+        self.inner
+            .reserve_zeroed(len, additional, Self::ELEM, exact)
     }
 
     pub(crate) fn shrink_to(&mut self, len: usize, min_cap: usize) {

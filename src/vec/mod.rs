@@ -11,6 +11,9 @@ mod convert;
 mod extract;
 mod iter;
 mod traits;
+mod zeroed;
+#[doc(hidden)]
+pub use zeroed::__private;
 
 pub use extract::ExtractIf;
 pub use iter::{Drain, IntoIter, Splice};

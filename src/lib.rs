@@ -45,6 +45,6 @@ pub fn cache_stats() -> CacheStats {
 }
 pub use shared_vec::{MAX_VIEWS, ReadGuard, SharedVec};
 pub use stats::GrowStats;
-pub use vec::{Drain, ExtractIf, IntoIter, RemapVec, Splice};
 #[doc(hidden)]
 pub use vec::__private;
+pub use vec::{Drain, ExtractIf, IntoIter, RemapVec, Splice};

@@ -191,11 +191,21 @@ static REUSED: AtomicU64 = AtomicU64::new(0);
 static CROSSINGS: AtomicU64 = AtomicU64::new(0);
 static BYTES_CROSSING: AtomicU64 = AtomicU64::new(0);
 
+/// Blocks of this size and more are advised for transparent huge pages (2 MiB: the smallest
+/// size that can hold one). Writing a large buffer then takes one fault and one TLB entry per
+/// 2 MiB instead of 512 (measured: churn of 64 MiB blocks was 1.3x mimalloc's CPU time without,
+/// mimalloc's blocks get huge pages too); a block written only in part may hold up to 2 MiB more.
+const HUGE_BLOCK: usize = crate::sys::PMD_SIZE;
+
+fn huge(size: usize) -> bool {
+    size >= HUGE_BLOCK
+}
+
 /// A large block: a region kept by the recycler if one of exactly this many pages can be had
 /// (its first `dirty` bytes may hold old data; zeroed here when `zero`), else a new mapping.
 fn alloc_large(layout: Layout, zero: bool) -> *mut u8 {
-    if let Some((region, dirty, calls)) = recycle::take(layout.size(), layout.align(), false, true)
-    {
+    let huge = huge(layout.size());
+    if let Some((region, dirty, calls)) = recycle::take(layout.size(), layout.align(), huge, true) {
         LARGE_LIVE.fetch_add(1, Relaxed);
         LARGE_ALLOCS.fetch_add(1, Relaxed);
         REUSED.fetch_add(1, Relaxed);
@@ -210,9 +220,10 @@ fn alloc_large(layout: Layout, zero: bool) -> *mut u8 {
     }
     match Region::new(layout.size(), layout.align()) {
         Ok((region, calls)) => {
+            let advised = if huge { region.advise_huge() } else { 0 };
             LARGE_LIVE.fetch_add(1, Relaxed);
             LARGE_ALLOCS.fetch_add(1, Relaxed);
-            SYSCALLS.fetch_add(u64::from(calls), Relaxed);
+            SYSCALLS.fetch_add(u64::from(calls + advised), Relaxed);
             // Fresh anonymous pages are zero: nothing to write even when zeroing.
             region.into_raw_parts().0.as_ptr()
         }
@@ -242,7 +253,8 @@ unsafe fn dealloc_large(ptr: *mut u8, layout: Layout) {
     // goes to the recycler, which keeps it or unmaps it, and the block is freed.
     let region = ManuallyDrop::into_inner(unsafe { region_of(ptr, layout) });
     let dirty = region.len();
-    SYSCALLS.fetch_add(u64::from(recycle::put(region, dirty, false)), Relaxed);
+    let calls = recycle::put(region, dirty, huge(layout.size()));
+    SYSCALLS.fetch_add(u64::from(calls), Relaxed);
     LARGE_LIVE.fetch_sub(1, Relaxed);
 }
 
@@ -269,6 +281,9 @@ unsafe fn resize_large(ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8
                 COPIED.fetch_add(1, Relaxed)
             }
         };
+        if huge(new_size) && (g.syscalls > 0 || !huge(layout.size())) {
+            SYSCALLS.fetch_add(u64::from(region.advise_huge()), Relaxed);
+        }
     } else {
         match region.shrink(new_size) {
             Ok(calls) => SYSCALLS.fetch_add(u64::from(calls), Relaxed),

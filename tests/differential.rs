@@ -549,3 +549,175 @@ model_tests! {
     model_zst: (),
     model_aligned_8k: Aligned,
 }
+
+/// A reader that hands out `data` in pieces of the given sizes (cycled), returns
+/// `Interrupted` on every third call, and at the end either reports the end of file or, with
+/// `fail`, an error.
+struct Pieces {
+    data: Vec<u8>,
+    pos: usize,
+    sizes: Vec<usize>,
+    calls: usize,
+    fail: bool,
+}
+
+impl std::io::Read for Pieces {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.calls += 1;
+        if self.calls.is_multiple_of(3) {
+            return Err(std::io::ErrorKind::Interrupted.into());
+        }
+        if self.pos == self.data.len() {
+            return if self.fail {
+                Err(std::io::Error::other("broken pipe, on purpose"))
+            } else {
+                Ok(0)
+            };
+        }
+        let size = self.sizes[self.calls % self.sizes.len()];
+        let n = size.min(buf.len()).min(self.data.len() - self.pos);
+        buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Operations on byte vectors: every `Op`, plus the I/O methods.
+#[derive(Clone, Debug)]
+enum IoOp {
+    Vec(Op),
+    /// `read_to_end_from` a `Pieces` reader of `n` bytes (pattern `seed`), against
+    /// `Read::read_to_end` into a `Vec`.
+    ReadFrom {
+        n: usize,
+        seed: u8,
+        sizes: Vec<usize>,
+        fail: bool,
+    },
+    WriteAll(Vec<u8>),
+    WriteVectored(Vec<Vec<u8>>),
+    /// `bytes::BufMut` calls (feature `bytes`; skipped without it).
+    PutU32(u32),
+    PutSlice(Vec<u8>),
+    PutBytes(u8, usize),
+    /// Writes up to `k` bytes of value `b` into `chunk_mut()` and advances by them.
+    ChunkAdvance(usize, u8),
+}
+
+fn io_op() -> impl Strategy<Value = IoOp> {
+    prop_oneof![
+        6 => op().prop_map(IoOp::Vec),
+        3 => (
+            prop_oneof![0usize..100, 0usize..300_000],
+            any::<u8>(),
+            prop::collection::vec(prop_oneof![1usize..64, 1usize..200_000], 1..4),
+            prop::bool::weighted(0.2),
+        )
+            .prop_map(|(n, seed, sizes, fail)| IoOp::ReadFrom { n, seed, sizes, fail }),
+        1 => prop::collection::vec(any::<u8>(), 0..100).prop_map(IoOp::WriteAll),
+        2 => prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 0..5)
+            .prop_map(IoOp::WriteVectored),
+        1 => any::<u32>().prop_map(IoOp::PutU32),
+        1 => prop::collection::vec(any::<u8>(), 0..100).prop_map(IoOp::PutSlice),
+        1 => (any::<u8>(), 0usize..5000).prop_map(|(b, n)| IoOp::PutBytes(b, n)),
+        1 => (0usize..200, any::<u8>()).prop_map(|(k, b)| IoOp::ChunkAdvance(k, b)),
+    ]
+}
+
+fn apply_io(r: &mut RemapVec<u8>, v: &mut Vec<u8>, op: &IoOp) {
+    use std::io::{IoSlice, Read, Write};
+    match op {
+        IoOp::Vec(op) => apply(r, v, op),
+        IoOp::ReadFrom {
+            n,
+            seed,
+            sizes,
+            fail,
+        } => {
+            let data: Vec<u8> = (0..*n)
+                .map(|i| (i as u8).wrapping_mul(31).wrapping_add(*seed))
+                .collect();
+            let reader = |data: Vec<u8>| Pieces {
+                data,
+                pos: 0,
+                sizes: sizes.clone(),
+                calls: 0,
+                fail: *fail,
+            };
+            let got = r.read_to_end_from(&mut reader(data.clone()));
+            let want = reader(data).read_to_end(v);
+            match (got, want) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b),
+                (Err(a), Err(b)) => assert_eq!(a.kind(), b.kind()),
+                (a, b) => panic!("read_to_end_from gave {a:?}, read_to_end {b:?}"),
+            }
+        }
+        IoOp::WriteAll(xs) => {
+            r.write_all(xs).unwrap();
+            v.write_all(xs).unwrap();
+        }
+        IoOp::WriteVectored(xss) => {
+            let slices: Vec<IoSlice<'_>> = xss.iter().map(|x| IoSlice::new(x)).collect();
+            assert_eq!(
+                r.write_vectored(&slices).unwrap(),
+                v.write_vectored(&slices).unwrap()
+            );
+        }
+        #[cfg(feature = "bytes")]
+        IoOp::PutU32(x) => {
+            use bytes::BufMut;
+            r.put_u32(*x);
+            v.put_u32(*x);
+        }
+        #[cfg(feature = "bytes")]
+        IoOp::PutSlice(xs) => {
+            use bytes::BufMut;
+            r.put_slice(xs);
+            v.put_slice(xs);
+            r.put(&xs[..]);
+            v.put(&xs[..]);
+        }
+        #[cfg(feature = "bytes")]
+        IoOp::PutBytes(b, n) => {
+            use bytes::BufMut;
+            r.put_bytes(*b, *n);
+            v.put_bytes(*b, *n);
+        }
+        #[cfg(feature = "bytes")]
+        IoOp::ChunkAdvance(k, b) => {
+            use bytes::BufMut;
+            assert_eq!(r.remaining_mut(), v.remaining_mut());
+            let chunk = r.chunk_mut();
+            assert!(chunk.len() > 0);
+            let k = (*k).min(chunk.len());
+            for i in 0..k {
+                chunk.write_byte(i, *b);
+            }
+            // SAFETY: the first `k` bytes of the chunk were just written.
+            unsafe { r.advance_mut(k) };
+            v.resize(v.len() + k, *b);
+        }
+        #[cfg(not(feature = "bytes"))]
+        IoOp::PutU32(_) | IoOp::PutSlice(_) | IoOp::PutBytes(..) | IoOp::ChunkAdvance(..) => {}
+    }
+}
+
+fn run_io(ops: &[IoOp], opts: VecOptions) {
+    let mut r: RemapVec<u8> = RemapVec::with_options(opts);
+    let mut v: Vec<u8> = Vec::new();
+    for op in ops {
+        apply_io(&mut r, &mut v, op);
+        assert_eq!(r.as_slice(), v.as_slice(), "after {op:?}");
+        assert!(r.capacity() >= r.len());
+    }
+}
+
+proptest! {
+    #![proptest_config(cfg())]
+
+    #[test]
+    fn model_io_u8(ops in prop::collection::vec(io_op(), 1..40)) {
+        run_io(&ops, VecOptions::default());
+        run_io(&ops, VecOptions::default().heap_threshold(0));
+    }
+}

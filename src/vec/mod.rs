@@ -9,7 +9,10 @@ use core::ptr;
 
 mod convert;
 mod extract;
+mod io;
 mod iter;
+#[cfg(feature = "serde")]
+mod serde;
 mod traits;
 mod zeroed;
 #[doc(hidden)]
@@ -64,6 +67,28 @@ pub use iter::{Drain, IntoIter, Splice};
 ///   "capacity overflow" or call [`handle_alloc_error`](std::alloc::handle_alloc_error), like
 ///   `Vec`.
 /// * **`Send`/`Sync`** exactly when `T` is.
+/// * **What stable Rust cannot match.** `Vec`'s destructor is marked with the unstable
+///   `#[may_dangle]`, which tells the drop checker that dropping a `Vec<&T>` touches no `T`;
+///   stable Rust has no such attribute, so a `RemapVec` of borrowing elements (`RemapVec<&T>`,
+///   a struct holding one) must not outlive what its elements borrow, not even at the end of
+///   a scope: declare the borrowed values before the vector. Also out of reach on stable: an
+///   allocator parameter (`Vec<T, A>`), the specializations that let `Vec` reuse a buffer for
+///   `into_iter().map(..).collect()` or extend from a slice iterator by one `memcpy` (use
+///   [`extend_from_slice`](RemapVec::extend_from_slice)), and `const` growth.
+///
+///   ```compile_fail,E0597
+///   use remapvec::RemapVec;
+///   let mut v = RemapVec::new();
+///   let x = 1; // dropped before `v`: fine for a `Vec<&i32>`, an error for a `RemapVec<&i32>`
+///   v.push(&x);
+///   ```
+///
+///   ```
+///   # use remapvec::RemapVec;
+///   let x = 1; // declared first, dropped last
+///   let mut v = RemapVec::new();
+///   v.push(&x);
+///   ```
 ///
 /// [`is_mapped`]: RemapVec::is_mapped
 /// [`capacity`]: RemapVec::capacity

@@ -315,30 +315,3 @@ impl<T> From<VecOptions> for RemapVec<T> {
         RemapVec::with_options(opts)
     }
 }
-
-impl std::io::Write for RemapVec<u8> {
-    /// Appends the bytes, like `Vec<u8>`'s `Write`; a refused allocation is an `io::Error`
-    /// (`OutOfMemory`) rather than an abort.
-    ///
-    /// ```
-    /// use std::io::Write;
-    /// let mut v = remapvec::RemapVec::new();
-    /// write!(v, "{}-{}", 1, 2)?;
-    /// assert_eq!(v, *b"1-2");
-    /// # Ok::<(), std::io::Error>(())
-    /// ```
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.try_reserve(buf.len())
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::OutOfMemory, e))?;
-        self.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        self.write(buf).map(drop)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}

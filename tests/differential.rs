@@ -697,8 +697,22 @@ fn apply_io(r: &mut RemapVec<u8>, v: &mut Vec<u8>, op: &IoOp) {
             unsafe { r.advance_mut(k) };
             v.resize(v.len() + k, *b);
         }
+        // Without the feature: the same bytes through the inherent methods.
         #[cfg(not(feature = "bytes"))]
-        IoOp::PutU32(_) | IoOp::PutSlice(_) | IoOp::PutBytes(..) | IoOp::ChunkAdvance(..) => {}
+        IoOp::PutU32(x) => {
+            r.extend_from_slice(&x.to_be_bytes());
+            v.extend_from_slice(&x.to_be_bytes());
+        }
+        #[cfg(not(feature = "bytes"))]
+        IoOp::PutSlice(xs) => {
+            r.extend_from_slice(xs);
+            v.extend_from_slice(xs);
+        }
+        #[cfg(not(feature = "bytes"))]
+        IoOp::PutBytes(b, n) | IoOp::ChunkAdvance(n, b) => {
+            r.resize(r.len() + n, *b);
+            v.resize(v.len() + n, *b);
+        }
     }
 }
 

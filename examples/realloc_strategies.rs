@@ -23,11 +23,12 @@
 //! **Workloads**: `push` pushes elements one by one up to the size; `double` doubles the capacity
 //! by `reserve_exact` from 4 KiB to the size, once leaving the new bytes untouched (`double`) and
 //! once writing them (`double-w`); `churn` allocates a buffer of the size, writes every byte and
-//! frees it, repeated until 64 MiB were written; `pipeline` runs a whole program over a generated
-//! CSV of the size (read it into one buffer, parse into rows, sort, group into a `HashMap`,
-//! serialize with serde_json, while two threads churn scratch buffers: `examples/common/
-//! pipeline.rs`, the same program as `--example pipeline`). There the large buffers (the text,
-//! the rows, the JSON) are the strategy's; everything else uses the global allocator.
+//! frees it, repeated until 16 MiB were written (at least once); `pipeline` runs a whole program
+//! over a generated CSV of the size (read it into one buffer, parse into rows, sort, group into a
+//! `HashMap`, serialize with serde_json, while two threads churn scratch buffers:
+//! `examples/common/pipeline.rs`, the same program as `--example pipeline`). There the large
+//! buffers (the text, the rows, the JSON) are the strategy's; everything else uses the global
+//! allocator.
 //!
 //! **Memory state**: every row runs in `--reps` fresh processes. In each, the first run is `cold`
 //! (nothing freed yet in that process) and the next `--warm` runs are `warm` (the same process,
@@ -56,6 +57,8 @@ mod measure;
 mod pipeline;
 #[path = "common/switch.rs"]
 mod switch;
+#[path = "common/syscount.rs"]
+mod syscount;
 
 use buf::Buf;
 
@@ -197,13 +200,13 @@ impl Workload {
     fn sizes(self, quick: bool) -> Vec<u64> {
         const M: u64 = 1 << 20;
         match (self, quick) {
-            (Workload::Push, false) => vec![16 * M, 128 * M, 512 * M],
+            (Workload::Push, false) => vec![M, 16 * M, 64 * M],
             (Workload::Push, true) => vec![M, 8 * M],
-            (Workload::Double | Workload::DoubleWrite, false) => vec![16 * M, 128 * M],
+            (Workload::Double | Workload::DoubleWrite, false) => vec![16 * M, 64 * M],
             (Workload::Double | Workload::DoubleWrite, true) => vec![8 * M],
             (Workload::Churn, false) => vec![256 << 10, 4 * M, 64 * M],
             (Workload::Churn, true) => vec![256 << 10, 4 * M],
-            (Workload::Pipeline, false) => vec![4, 16],
+            (Workload::Pipeline, false) => vec![1, 2],
             (Workload::Pipeline, true) => vec![1],
         }
     }
@@ -488,12 +491,12 @@ fn double<B: Buf<u8>>(mut b: B, size: usize, write: bool) -> RunResult {
 }
 
 /// Bytes written per `churn` run.
-const CHURN_VOLUME: usize = 64 << 20;
+const CHURN_VOLUME: usize = 16 << 20;
 
 /// Allocates `size` bytes, writes every byte, checks one byte per page, frees; repeated until
-/// `CHURN_VOLUME` bytes were written (at least 4 times).
+/// `CHURN_VOLUME` bytes were written (at least once).
 fn churn<B: Buf<u8>>(make: impl Fn() -> B, size: usize) -> RunResult {
-    let iters = (CHURN_VOLUME / size).max(4);
+    let iters = (CHURN_VOLUME / size).max(1);
     let mut ok = true;
     for i in 0..iters {
         let tag = (i % 251) as u8 + 1;
@@ -559,6 +562,8 @@ struct Sample {
     faults: u64,
     peak_kib: u64,
     reused: u64,
+    /// mmap, mremap and munmap calls (runs that count them are not timed).
+    calls: Option<[u64; 3]>,
     res: RunResult,
 }
 
@@ -566,17 +571,20 @@ fn sample(kind: Kind, w: Workload, size: u64, elem: &str) -> Sample {
     measure::reset_peak_rss();
     let rss0 = measure::rss_kib();
     let hits0 = remapvec::cache_stats().hits;
+    let calls0 = syscount::counts();
     let (c0, f0) = measure::usage();
     let t = Instant::now();
     let res = run_workload(kind, w, size, elem);
     let wall = t.elapsed().as_secs_f64();
     let (c1, f1) = measure::usage();
+    let calls1 = syscount::counts();
     Sample {
         wall,
         cpu: c1 - c0,
         faults: f1 - f0,
         peak_kib: measure::peak_rss_kib().saturating_sub(rss0),
         reused: remapvec::cache_stats().hits - hits0,
+        calls: Some([0, 1, 2].map(|i| calls1[i] - calls0[i])),
         res,
     }
 }
@@ -589,10 +597,21 @@ fn child(a: &Args) {
         .unwrap_or_else(|| die(&format!("no strategy {key:?}")));
     let w = a.workloads[0];
     let size = a.sizes.as_ref().expect("--sizes")[0];
+    let counting = a.count && {
+        let r = syscount::start();
+        if let Err(e) = &r {
+            eprintln!("cannot count system calls: {e}");
+        }
+        r.is_ok()
+    };
     for i in 0..=a.warm {
         let s = sample(st.kind, w, size, &a.elem);
+        let calls = match s.calls {
+            Some([m, r, u]) if counting => format!("{m} {r} {u}"),
+            _ => "- - -".into(),
+        };
         println!(
-            "RUN {} {:.6} {:.6} {} {} {} {} {} {}",
+            "RUN {} {:.6} {:.6} {} {} {} {} {} {} {calls}",
             if i == 0 { "cold" } else { "warm" },
             s.wall,
             s.cpu,
@@ -621,6 +640,8 @@ struct Args {
     svg: Option<String>,
     quick: bool,
     child: Option<String>,
+    /// Child: count system calls (the runs are not timed).
+    count: bool,
 }
 
 fn die(msg: &str) -> ! {
@@ -653,6 +674,7 @@ fn args() -> Args {
         svg: None,
         quick: false,
         child: None,
+        count: false,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut reps = None;
@@ -702,6 +724,7 @@ fn args() -> Args {
             "--svg" => a.svg = Some(value()),
             "--quick" => a.quick = true,
             "--child" => a.child = Some(value()),
+            "--count" => a.count = true,
             "--list" => {
                 for s in &STRATEGIES {
                     println!("{:<16} {:<32} global allocator: {}", s.key, s.name, s.alloc);
@@ -732,6 +755,8 @@ struct Cell {
     failed: Vec<String>,
     /// Set by the parent when the pipeline output differs from the other rows'.
     differs: bool,
+    /// mmap/mremap/munmap calls of a cold and a warm run (an extra, untimed child).
+    calls: [Option<[u64; 3]>; 2],
 }
 
 impl Cell {
@@ -743,12 +768,22 @@ impl Cell {
     }
 }
 
-fn spawn(a: &Args, st: &Strategy, w: Workload, size: u64) -> Result<Vec<(bool, Sample)>, String> {
-    let out = Command::new(std::env::current_exe().expect("own path"))
-        .args(["--child", st.key, "--workload", w.name(), "--sizes"])
+fn spawn(
+    a: &Args,
+    st: &Strategy,
+    w: Workload,
+    size: u64,
+    count: bool,
+) -> Result<Vec<(bool, Sample)>, String> {
+    let mut cmd = Command::new(std::env::current_exe().expect("own path"));
+    cmd.args(["--child", st.key, "--workload", w.name(), "--sizes"])
         .arg(size.to_string())
         .args(["--warm", &a.warm.to_string(), "--elem", &a.elem])
-        .env(switch::ENV, st.alloc)
+        .env(switch::ENV, st.alloc);
+    if count {
+        cmd.arg("--count");
+    }
+    let out = cmd
         .output()
         .map_err(|e| format!("could not start a child: {e}"))?;
     if !out.status.success() {
@@ -765,9 +800,10 @@ fn spawn(a: &Args, st: &Strategy, w: Workload, size: u64) -> Result<Vec<(bool, S
     let mut runs = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let f: Vec<&str> = line.split(' ').collect();
-        if f.len() != 10 || f[0] != "RUN" {
+        if f.len() != 13 || f[0] != "RUN" {
             continue;
         }
+        let calls = (f[10] != "-").then(|| [10, 11, 12].map(|i| f[i].parse().unwrap_or(0)));
         let n = |i: usize| f[i].parse::<f64>().unwrap_or(f64::NAN);
         let u = |i: usize| f[i].parse::<u64>().unwrap_or(0);
         runs.push((
@@ -778,6 +814,7 @@ fn spawn(a: &Args, st: &Strategy, w: Workload, size: u64) -> Result<Vec<(bool, S
                 faults: u(4),
                 peak_kib: u(5),
                 reused: u(6),
+                calls,
                 res: RunResult {
                     ok: f[7] == "1",
                     sum: u(8),
@@ -837,7 +874,7 @@ fn med_u(v: &[Sample], f: impl Fn(&Sample) -> u64) -> String {
     format!("{:.0}", median(v.iter().map(|s| f(s) as f64).collect()))
 }
 
-const HEADERS: [&str; 12] = [
+const HEADERS: [&str; 13] = [
     "workload",
     "strategy",
     "size",
@@ -848,6 +885,7 @@ const HEADERS: [&str; 12] = [
     "faults cold/warm",
     "peak MiB",
     "reused",
+    "mmap/mremap/munmap cold; warm",
     "worst grow µs",
     "check",
 ];
@@ -889,6 +927,7 @@ fn row_cells(w: Workload, size: u64, st: &Strategy, c: &Cell) -> Vec<String> {
     } else {
         "-".into()
     };
+    let calls = |c: Option<[u64; 3]>| c.map_or("-".into(), |[m, r, u]| format!("{m}/{r}/{u}"));
     let runs = c.cold.len() + c.warm.len();
     let check = if c.ok() {
         format!("ok ({runs} runs)")
@@ -912,12 +951,13 @@ fn row_cells(w: Workload, size: u64, st: &Strategy, c: &Cell) -> Vec<String> {
         ),
         peak,
         reused,
+        format!("{}; {}", calls(c.calls[0]), calls(c.calls[1])),
         worst,
         check,
     ]
 }
 
-const WIDTHS: [usize; 12] = [9, 30, 11, 24, 9, 24, 9, 16, 8, 7, 13, 12];
+const WIDTHS: [usize; 13] = [9, 30, 11, 24, 9, 24, 9, 16, 8, 7, 24, 13, 12];
 
 fn print_row(md: bool, cells: &[String]) {
     if md {
@@ -966,12 +1006,12 @@ fn table(a: &Args) {
                         continue;
                     }
                     let cell = results.entry((w, size, i)).or_default();
-                    match spawn(a, st, w, size) {
+                    match spawn(a, st, w, size, false) {
                         Ok(runs) => {
                             for (cold, s) in runs {
                                 let _ = writeln!(
                                     csv,
-                                    "{},{},{},{},{},{:.6},{:.6},{},{},{},{},{}",
+                                    "{},\"{}\",{},{},{},{:.6},{:.6},{},{},{},{},{}",
                                     w.name(),
                                     st.name,
                                     st.alloc,
@@ -994,6 +1034,28 @@ fn table(a: &Args) {
                         }
                         Err(e) => cell.failed.push(e),
                     }
+                }
+            }
+            // One more child per row, untimed, counts the system calls.
+            for &(i, st) in &strategies {
+                if !w.supports(st.kind) {
+                    continue;
+                }
+                let cell = results.entry((w, size, i)).or_default();
+                match spawn(a, st, w, size, true) {
+                    Ok(runs) => {
+                        for (cold, s) in runs {
+                            let slot = &mut cell.calls[usize::from(!cold)];
+                            if slot.is_none() {
+                                *slot = s.calls;
+                            }
+                            // Its contents checks count like the timed runs'.
+                            if !s.res.ok {
+                                cell.failed.push("the counting run's check failed".into());
+                            }
+                        }
+                    }
+                    Err(e) => cell.failed.push(e),
                 }
             }
             if w == Workload::Pipeline {
@@ -1072,6 +1134,9 @@ mod svg {
                     continue;
                 }
                 let (x0, x1) = super::range(&xs);
+                let mut ticks = xs.clone();
+                ticks.sort_by(f64::total_cmp);
+                ticks.dedup();
                 let (y0, y1) = super::range(&ys);
                 let unit = if w == super::Workload::Pipeline {
                     "CSV size, MB"
@@ -1084,7 +1149,7 @@ mod svg {
                     .x_label_area_size(32)
                     .y_label_area_size(56)
                     .build_cartesian_2d(
-                        (x0 / 1.3..x1 * 1.3).log_scale(),
+                        (x0 / 1.3..x1 * 1.3).log_scale().with_key_points(ticks),
                         (y0 / 1.5..y1 * 1.5).log_scale(),
                     )?;
                 chart

@@ -6,6 +6,7 @@
 use crate::error::{TryReserveError, TryReserveErrorKind};
 use crate::region::{How, Region, recycle};
 use crate::stats::GrowStats;
+use crate::sys;
 use core::alloc::Layout;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
@@ -136,6 +137,10 @@ impl Default for VecOptions {
     }
 }
 
+/// Bulk fills populate fresh pages in one call from this many bytes on (below, the call costs
+/// more than the traps it saves).
+const POPULATE_MIN: usize = 256 << 10;
+
 /// A zeroed vector takes a kept mapping only if at most this many of its bytes may be dirty
 /// (clearing 256 KiB takes ≈25 µs; a fresh mapping costs nothing until written).
 const ZEROED_MAX_DIRTY: usize = 256 << 10;
@@ -226,6 +231,10 @@ struct Header {
     /// the vector has exposed: the dirty prefix of a kept mapping it took, or the bytes copied
     /// in from the heap. Beyond `max(dirty, cap * size)` the mapping is known to be zero.
     dirty: usize,
+    /// Pages from here on have, as far as the crate knows, never been touched: bulk fills
+    /// populate them in one call (see `prepare_fill`). A hint only: pages the user touched
+    /// through spare capacity are populated again, which costs a page-table walk, no data.
+    fresh_from: usize,
 }
 
 /// The untyped buffer: a heap block, a mapped region, or nothing.
@@ -324,6 +333,7 @@ impl RawInner {
                     region: None,
                     stats,
                     dirty: 0,
+                    fresh_from: 0,
                 })
             };
             debug_assert!(align_of::<Header>() >= 2);
@@ -451,6 +461,7 @@ impl RawInner {
                 h.stats.reused += 1;
                 h.stats.syscalls += u64::from(calls);
                 h.dirty = h.dirty.max(dirty);
+                h.fresh_from = h.fresh_from.max(dirty).max(len * elem.size());
                 self.cap = region.len() / elem.size();
                 return Ok(());
             }
@@ -458,6 +469,8 @@ impl RawInner {
                 .grow(bytes)
                 .map_err(|e| TryReserveError::alloc(layout, Some(e.0)))?;
             h.stats.syscalls += u64::from(g.syscalls);
+            // Pushes wrote up to `len` without telling anyone.
+            h.fresh_from = h.fresh_from.max(len * elem.size());
             match g.how {
                 How::InPlace => h.stats.in_place += 1,
                 How::Moved => {
@@ -635,6 +648,7 @@ impl RawInner {
             unsafe { dealloc(old_ptr.as_ptr(), old) };
         }
         h.dirty = dirty.max(copy);
+        h.fresh_from = h.dirty;
         let cap = region.len() / elem.size();
         let start = region.as_ptr();
         if packed.huge() {
@@ -644,6 +658,34 @@ impl RawInner {
         self.ptr = NonNull::new(start).unwrap_or(self.ptr);
         self.cap = cap;
         Ok(())
+    }
+
+    /// Bytes `start..end` of the buffer are about to be written: if they lie in pages of the
+    /// mapping never touched so far and are many enough to pay, fault them in with one
+    /// `MADV_POPULATE_WRITE` instead of one trap per page. Nothing outside the range the caller
+    /// writes is populated, so the resident size stays what it would be.
+    fn prepare_fill(&mut self, start: usize, end: usize) {
+        // SAFETY: `h` is the only reference to the header while this runs.
+        let Some(h) = (unsafe { self.header_detached() }) else {
+            return;
+        };
+        let Some(region) = &h.region else {
+            return;
+        };
+        let page = sys::page_size();
+        let from = start.max(h.fresh_from) & !(page - 1);
+        let to = end
+            .min(region.len())
+            .next_multiple_of(page)
+            .min(region.len());
+        h.fresh_from = h.fresh_from.max(end);
+        if to <= from || to - from < POPULATE_MIN {
+            return;
+        }
+        // SAFETY: `from..to` lies within our mapping (`to <= region.len()`); populating for
+        // writing changes no byte.
+        let _ = unsafe { sys::populate_write(region.as_ptr().add(from), to - from) };
+        h.stats.syscalls += 1;
     }
 
     /// Lowers the capacity to `max(len, min_cap)` if it is above. Best effort: if the smaller
@@ -683,6 +725,7 @@ impl RawInner {
                 h.region = None; // one munmap
                 h.stats.syscalls += 1;
                 h.dirty = 0;
+                h.fresh_from = 0;
                 self.ptr = p;
                 self.cap = target;
                 return;
@@ -726,6 +769,7 @@ impl RawInner {
                 h.stats.syscalls += 1; // the munmap
             }
             h.dirty = 0;
+            h.fresh_from = 0;
         }
         self.ptr = dangling(elem.align());
         self.cap = if elem.size() == 0 { usize::MAX } else { 0 };
@@ -891,6 +935,15 @@ impl<T> RawVec<T> {
     ) -> Result<(), TryReserveError> {
         self.inner
             .reserve_zeroed(len, additional, Self::ELEM, exact)
+    }
+
+    /// Elements `len..len + n` (within the capacity) are about to be written in one go.
+    #[inline]
+    pub(crate) fn prepare_fill(&mut self, len: usize, n: usize) {
+        let size = Self::ELEM.size();
+        if n.saturating_mul(size) >= POPULATE_MIN && self.inner.header_ptr().is_some() {
+            self.inner.prepare_fill(len * size, (len + n) * size)
+        }
     }
 
     pub(crate) fn shrink_to(&mut self, len: usize, min_cap: usize) {

@@ -1029,7 +1029,7 @@ impl<T> RemapVec<T> {
             return;
         }
         let n = new_len - self.len;
-        self.reserve(n);
+        self.reserve_for_fill(n);
         let base = self.as_mut_ptr();
         let mut guard = SetLenOnDrop {
             local_len: self.len,
@@ -1078,12 +1078,24 @@ impl<T> RemapVec<T> {
         Splice::new(self.drain(range), replace_with.into_iter())
     }
 
+    /// Room for `n` more elements that are written right away, in one go: fresh pages of the
+    /// mapping are faulted in with one call, not one trap each.
+    #[track_caller]
+    fn reserve_for_fill(&mut self, n: usize) {
+        self.reserve(n);
+        self.buf.prepare_fill(self.len, n);
+    }
+
     /// Appends every item of an iterator (the engine of `Extend`).
     #[track_caller]
     fn extend_desugared<I: Iterator<Item = T>>(&mut self, mut iter: I) {
         // Reserve by the lower size hint once, then push; a lying hint only costs growth.
-        let (lower, _) = iter.size_hint();
-        self.reserve(lower);
+        let (lower, upper) = iter.size_hint();
+        if upper == Some(lower) {
+            self.reserve_for_fill(lower);
+        } else {
+            self.reserve(lower);
+        }
         loop {
             // Fill the spare capacity without a capacity check per item.
             let cap = self.capacity();
@@ -1133,7 +1145,7 @@ impl<T: Clone> RemapVec<T> {
             return;
         }
         let n = new_len - self.len;
-        self.reserve(n);
+        self.reserve_for_fill(n);
         let base = self.as_mut_ptr();
         let mut guard = SetLenOnDrop {
             local_len: self.len,
@@ -1159,7 +1171,7 @@ impl<T: Clone> RemapVec<T> {
     /// ```
     #[track_caller]
     pub fn extend_from_slice(&mut self, other: &[T]) {
-        self.reserve(other.len());
+        self.reserve_for_fill(other.len());
         let base = self.as_mut_ptr();
         let mut guard = SetLenOnDrop {
             local_len: self.len,
@@ -1186,7 +1198,7 @@ impl<T: Clone> RemapVec<T> {
     #[track_caller]
     pub fn extend_from_within<R: RangeBounds<usize>>(&mut self, src: R) {
         let Range { start, end } = slice_range(src, self.len);
-        self.reserve(end - start);
+        self.reserve_for_fill(end - start);
         let base = self.as_mut_ptr();
         let mut guard = SetLenOnDrop {
             local_len: self.len,

@@ -46,7 +46,10 @@ fn fills_populate_only_what_they_write() {
         let _ = calls;
         assert_eq!(v.len(), 8 * MIB, "{name}");
         let tail = resident_pages(v.as_ptr().wrapping_add(9 * MIB), 55 * MIB);
-        assert_eq!(tail, 0, "{name}: {tail} pages populated beyond what was written");
+        assert_eq!(
+            tail, 0,
+            "{name}: {tail} pages populated beyond what was written"
+        );
         let written = resident_pages(v.as_ptr(), 8 * MIB);
         assert_eq!(written, 8 * MIB / 4096, "{name}");
         assert!(v.iter().all(|&b| b == v[0]), "{name}");

@@ -19,12 +19,15 @@ fn resident_pages(p: *const u8, len: usize) -> usize {
 
 const MIB: usize = 1 << 20;
 
+/// A way of appending the bytes of a slice.
+type Fill = fn(&mut RemapVec<u8>, &[u8]);
+
 #[test]
 fn fills_populate_only_what_they_write() {
     // No recycler: the capacity must be fresh pages for this count to mean anything.
     let opts = VecOptions::new().reuse_freed(false);
     let src = vec![5u8; 8 * MIB];
-    let fills: [(&str, fn(&mut RemapVec<u8>, &[u8])); 4] = [
+    let fills: [(&str, Fill); 4] = [
         ("extend_from_slice", |v, s| v.extend_from_slice(s)),
         ("resize", |v, s| v.resize(v.len() + s.len(), 9)),
         ("extend exact", |v, s| v.extend(s.iter().copied())),

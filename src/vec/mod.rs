@@ -66,6 +66,16 @@ pub use iter::{Drain, IntoIter, Splice};
 ///   length and capacity as they were. The other growing methods panic with
 ///   "capacity overflow" or call [`handle_alloc_error`](std::alloc::handle_alloc_error), like
 ///   `Vec`.
+/// * **Layout.** Four words, like `Vec`'s three plus one: pointer, capacity, length, and one
+///   word that holds the packed [`VecOptions`] or, once the vector is mapped, the address of a
+///   small out-of-line header (its region, [`stats`] and dirty extent). `Option<RemapVec<T>>`
+///   is the same size; [`IntoIter`](crate::IntoIter) is five words.
+///
+///   ```
+///   # use remapvec::RemapVec;
+///   assert_eq!(size_of::<RemapVec<u64>>(), 4 * size_of::<usize>());
+///   assert_eq!(size_of::<Option<RemapVec<u64>>>(), size_of::<RemapVec<u64>>());
+///   ```
 /// * **`Send`/`Sync`** exactly when `T` is.
 /// * **What stable Rust cannot match.** `Vec`'s destructor is marked with the unstable
 ///   `#[may_dangle]`, which tells the drop checker that dropping a `Vec<&T>` touches no `T`;
@@ -299,7 +309,7 @@ impl<T> RemapVec<T> {
     /// assert_eq!(RemapVec::<()>::new().capacity(), usize::MAX);
     /// ```
     #[inline]
-    pub fn capacity(&self) -> usize {
+    pub const fn capacity(&self) -> usize {
         self.buf.capacity()
     }
 
@@ -483,7 +493,7 @@ impl<T> RemapVec<T> {
     /// assert_eq!(unsafe { *v.as_ptr() }, 7);
     /// ```
     #[inline]
-    pub fn as_ptr(&self) -> *const T {
+    pub const fn as_ptr(&self) -> *const T {
         self.buf.ptr()
     }
 
@@ -500,7 +510,7 @@ impl<T> RemapVec<T> {
     /// assert_eq!(v, [0, 1, 2, 3]);
     /// ```
     #[inline]
-    pub fn as_mut_ptr(&mut self) -> *mut T {
+    pub const fn as_mut_ptr(&mut self) -> *mut T {
         self.buf.ptr()
     }
 
@@ -511,7 +521,7 @@ impl<T> RemapVec<T> {
     /// assert_eq!(RemapVec::from([1, 2]).as_slice(), &[1, 2]);
     /// ```
     #[inline]
-    pub fn as_slice(&self) -> &[T] {
+    pub const fn as_slice(&self) -> &[T] {
         // SAFETY: the first `len` elements are initialized and the pointer is aligned and
         // non-null (dangling for len 0).
         unsafe { core::slice::from_raw_parts(self.as_ptr(), self.len) }
@@ -526,7 +536,7 @@ impl<T> RemapVec<T> {
     /// assert_eq!(v, [5, 2]);
     /// ```
     #[inline]
-    pub fn as_mut_slice(&mut self) -> &mut [T] {
+    pub const fn as_mut_slice(&mut self) -> &mut [T] {
         // SAFETY: as in `as_slice`, and `&mut self` makes the access unique.
         unsafe { core::slice::from_raw_parts_mut(self.as_mut_ptr(), self.len) }
     }

@@ -514,11 +514,30 @@ impl<T> RemapVec<T> {
         self.buf.ptr()
     }
 
-    /// The elements as a slice.
+    /// The elements as a slice. `const`, like `Vec::as_slice` (and `len`, `capacity`,
+    /// `as_ptr`, `as_mut_slice`, `as_mut_ptr`).
     ///
     /// ```
     /// # use remapvec::RemapVec;
     /// assert_eq!(RemapVec::from([1, 2]).as_slice(), &[1, 2]);
+    ///
+    /// const fn sum(v: &RemapVec<u32>) -> u32 {
+    ///     let s = v.as_slice();
+    ///     let (mut i, mut total) = (0, 0);
+    ///     while i < s.len() {
+    ///         total += s[i];
+    ///         i += 1;
+    ///     }
+    ///     total
+    /// }
+    /// const fn zero_first(v: &mut RemapVec<u32>) {
+    ///     if let [first, ..] = v.as_mut_slice() {
+    ///         *first = 0;
+    ///     }
+    /// }
+    /// let mut v = RemapVec::from([1, 2, 3]);
+    /// zero_first(&mut v);
+    /// assert_eq!(sum(&v), 5);
     /// ```
     #[inline]
     pub const fn as_slice(&self) -> &[T] {

@@ -79,6 +79,37 @@ impl RemapAlloc<System> {
             threshold: bytes,
         }
     }
+
+    /// Process-wide counters of every `RemapAlloc`, whatever its inner allocator (so
+    /// `RemapAlloc::stats()` needs no type parameter): large blocks, how large reallocations
+    /// happened, and the copies made when a block crossed the threshold.
+    ///
+    /// ```
+    /// use remapvec::RemapAlloc;
+    /// let a = RemapAlloc::new();
+    /// let mut v = allocator_api2::vec::Vec::<u8, _>::with_capacity_in(1 << 20, &a);
+    /// v.resize(8 << 20, 0);
+    /// let s = RemapAlloc::stats();
+    /// assert!(s.large_allocs >= 1 && s.growth.grows() >= 1);
+    /// ```
+    pub fn stats() -> AllocStats {
+        AllocStats {
+            large_live: LARGE_LIVE.load(Relaxed),
+            large_allocs: LARGE_ALLOCS.load(Relaxed),
+            growth: GrowStats {
+                in_place: IN_PLACE.load(Relaxed),
+                moved: MOVED.load(Relaxed),
+                copied: COPIED.load(Relaxed),
+                bytes_remapped: BYTES_REMAPPED.load(Relaxed),
+                bytes_copied: BYTES_COPIED.load(Relaxed),
+                heap_grows: 0,
+                syscalls: SYSCALLS.load(Relaxed),
+                reused: REUSED.load(Relaxed),
+            },
+            crossings: CROSSINGS.load(Relaxed),
+            bytes_copied_crossing: BYTES_CROSSING.load(Relaxed),
+        }
+    }
 }
 
 impl<A> RemapAlloc<A> {
@@ -124,36 +155,6 @@ impl<A> RemapAlloc<A> {
     /// ```
     pub const fn inner(&self) -> &A {
         &self.inner
-    }
-
-    /// Process-wide counters of every `RemapAlloc`: large blocks, how large reallocations
-    /// happened, and the copies made when a block crossed the threshold.
-    ///
-    /// ```
-    /// use remapvec::RemapAlloc;
-    /// let a = RemapAlloc::new();
-    /// let mut v = allocator_api2::vec::Vec::<u8, _>::with_capacity_in(1 << 20, &a);
-    /// v.resize(8 << 20, 0);
-    /// let s = RemapAlloc::<std::alloc::System>::stats();
-    /// assert!(s.large_allocs >= 1 && s.growth.grows() >= 1);
-    /// ```
-    pub fn stats() -> AllocStats {
-        AllocStats {
-            large_live: LARGE_LIVE.load(Relaxed),
-            large_allocs: LARGE_ALLOCS.load(Relaxed),
-            growth: GrowStats {
-                in_place: IN_PLACE.load(Relaxed),
-                moved: MOVED.load(Relaxed),
-                copied: COPIED.load(Relaxed),
-                bytes_remapped: BYTES_REMAPPED.load(Relaxed),
-                bytes_copied: BYTES_COPIED.load(Relaxed),
-                heap_grows: 0,
-                syscalls: SYSCALLS.load(Relaxed),
-                reused: REUSED.load(Relaxed),
-            },
-            crossings: CROSSINGS.load(Relaxed),
-            bytes_copied_crossing: BYTES_CROSSING.load(Relaxed),
-        }
     }
 
     #[inline]

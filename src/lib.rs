@@ -1,5 +1,4 @@
 #![doc = include_str!("../README.md")]
-#![cfg(unix)]
 
 mod alloc;
 mod arena;

@@ -14,6 +14,13 @@ use std::alloc::{alloc, dealloc, handle_alloc_error, realloc};
 
 /// Default heap threshold: capacities below 128 KiB live on the heap (glibc's default mmap
 /// threshold), so that many small vectors do not each cost a kernel mapping.
+///
+/// ```
+/// use remapvec::{DEFAULT_HEAP_THRESHOLD, RemapVec};
+/// assert_eq!(remapvec::VecOptions::new().get_heap_threshold(), DEFAULT_HEAP_THRESHOLD);
+/// assert!(!RemapVec::<u8>::with_capacity(DEFAULT_HEAP_THRESHOLD - 1).is_mapped());
+/// assert!(RemapVec::<u8>::with_capacity(DEFAULT_HEAP_THRESHOLD).is_mapped());
+/// ```
 pub const DEFAULT_HEAP_THRESHOLD: usize = 128 << 10;
 
 /// How a [`RemapVec`](crate::RemapVec) places its memory.

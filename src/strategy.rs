@@ -50,24 +50,70 @@ use std::time::{Duration, Instant};
 /// ```
 pub trait GrowStrategy<T> {
     /// The name shown in tables.
+    ///
+    /// ```
+    /// use remapvec::strategy::GrowStrategy;
+    /// assert_eq!(GrowStrategy::<u8>::name(&Vec::<u8>::new()), "std Vec");
+    /// ```
     fn name(&self) -> String;
     /// Appends one element, growing when full.
+    ///
+    /// ```
+    /// use remapvec::strategy::GrowStrategy;
+    /// let mut v = remapvec::RemapVec::new();
+    /// GrowStrategy::push(&mut v, 7u32);
+    /// assert_eq!(GrowStrategy::as_slice(&v), &[7]);
+    /// ```
     fn push(&mut self, x: T);
     /// Number of elements.
+    ///
+    /// ```
+    /// use remapvec::strategy::GrowStrategy;
+    /// assert_eq!(GrowStrategy::len(&vec![1u8, 2]), 2);
+    /// ```
     fn len(&self) -> usize;
     /// Whether there are no elements.
+    ///
+    /// ```
+    /// use remapvec::strategy::GrowStrategy;
+    /// assert!(GrowStrategy::is_empty(&Vec::<u8>::new()));
+    /// ```
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
     /// Elements that fit without growing.
+    ///
+    /// ```
+    /// use remapvec::strategy::GrowStrategy;
+    /// assert!(GrowStrategy::capacity(&Vec::<u8>::with_capacity(10)) >= 10);
+    /// ```
     fn capacity(&self) -> usize;
     /// The elements, to verify them after a run.
+    ///
+    /// ```
+    /// use remapvec::strategy::GrowStrategy;
+    /// assert_eq!(GrowStrategy::as_slice(&vec![1u8, 2]), &[1, 2]);
+    /// ```
     fn as_slice(&self) -> &[T];
     /// How the grows happened, if the buffer can tell (`None` for buffers that cannot).
+    ///
+    /// ```
+    /// use remapvec::strategy::GrowStrategy;
+    /// assert!(GrowStrategy::<u8>::grow_stats(&Vec::<u8>::new()).is_none());
+    /// let v: remapvec::RemapVec<u8> = remapvec::RemapVec::new();
+    /// assert_eq!(GrowStrategy::grow_stats(&v).unwrap().grows(), 0);
+    /// ```
     fn grow_stats(&self) -> Option<GrowStats> {
         None
     }
     /// Frees everything and starts empty.
+    ///
+    /// ```
+    /// use remapvec::strategy::GrowStrategy;
+    /// let mut v = vec![1u8; 100];
+    /// GrowStrategy::reset(&mut v);
+    /// assert_eq!((v.len(), v.capacity()), (0, 0));
+    /// ```
     fn reset(&mut self);
 }
 
@@ -144,6 +190,12 @@ impl<T, A: allocator_api2::alloc::Allocator + Clone> GrowStrategy<T>
 }
 
 /// What [`measure`] saw.
+///
+/// ```
+/// let m = remapvec::strategy::measure(&mut Vec::new(), 1000, |i| i as u16);
+/// assert_eq!((m.name.as_str(), m.elements), ("std Vec", 1000));
+/// assert!(m.grows >= 1 && m.worst_grow <= m.total);
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Measurement {

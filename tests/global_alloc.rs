@@ -244,7 +244,7 @@ fn eight_threads_of_random_alloc_realloc_free_keep_every_byte() {
         h.join().unwrap();
     }
     check_ledger();
-    let s = RemapAlloc::<Ledger>::stats();
+    let s = RemapAlloc::stats();
     assert!(s.large_allocs > 0 && s.growth.grows() > 0, "{s:?}");
     #[cfg(all(target_os = "linux", not(feature = "force-fallback")))]
     assert_eq!(s.growth.bytes_copied, 0, "a large realloc copied: {s:?}");

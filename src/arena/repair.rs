@@ -17,11 +17,11 @@
 use super::PageArena;
 use crate::sys;
 
-/// Whether [`sys::commit`] and [`sys::decommit`] never unmap, even on failure (`mprotect` and
-/// `MADV_DONTNEED` on Linux), so a failed call leaves the range the arena's. The portable
-/// backend implements them with `MAP_FIXED`, which may leave a gap when it fails; its
-/// backend has no `mremap` either, which is what this reads.
-const COMMIT_KEEPS_MAPPING: bool = sys::HAS_MREMAP;
+/// Whether [`sys::commit`] and [`sys::decommit`] never unmap, even on failure, so a failed
+/// call leaves the range the arena's: true of both backends (`mprotect` and `MADV_DONTNEED` on
+/// Linux; the portable backend keeps its maps and zeroes in place). The paths for a backend
+/// whose `commit` may leave a gap stay, behind this constant.
+const COMMIT_KEEPS_MAPPING: bool = true;
 
 /// A window inside an arena operation (see `window_hook`): nothing outside tests.
 #[inline(always)]

@@ -66,9 +66,13 @@ fn zone_unreachable(addr: usize, calls: &mut u32) -> bool {
 }
 
 /// The alignment a region of `len` bytes is placed at: the caller's `align`, at least a page,
-/// 2 MiB from 2 MiB on (whole page-table pages move), 1 GiB from 1 GiB on.
+/// 2 MiB from 2 MiB on (whole page-table pages move), 1 GiB from 1 GiB on. Without `mremap`
+/// nothing moves: the caller's `align` only (the portable backend keeps a trimmed head or tail
+/// mapped until the whole map is unmapped, so over-mapping would cost address space).
 fn placement_align(len: usize, align: usize) -> usize {
-    let size_align = if len >= PUD_SIZE {
+    let size_align = if !sys::HAS_MREMAP {
+        sys::page_size()
+    } else if len >= PUD_SIZE {
         PUD_SIZE
     } else if len >= PMD_SIZE {
         PMD_SIZE
@@ -91,7 +95,10 @@ pub(crate) fn place(
     map: &dyn Fn(usize, usize) -> Result<*mut u8, Errno>,
 ) -> Result<*mut u8, Errno> {
     let align = placement_align(len, align);
+    // Without `mremap` nothing grows in place: room to grow is of no use (and the portable
+    // backend places nothing at a hint).
     if roomy
+        && sys::HAS_MREMAP
         && !ZONE_UNUSABLE.load(Ordering::Relaxed)
         && let Some(slot) = slot_size(len, align)
     {

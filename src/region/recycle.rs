@@ -141,7 +141,7 @@ impl CacheConfig {
         self
     }
 
-    /// The fixed part of the limit on kept bytes (default [`DEFAULT_FLOOR`], 256 MiB).
+    /// The fixed part of the limit on kept bytes (default 256 MiB).
     pub fn floor(mut self, bytes: usize) -> Self {
         self.floor = bytes;
         self
@@ -154,7 +154,7 @@ impl CacheConfig {
         self
     }
 
-    /// Regions idle for longer than this are unmapped (default [`DEFAULT_DECAY_MS`]).
+    /// Regions idle for longer than this are unmapped (default 1000 ms).
     pub fn decay_ms(mut self, ms: u64) -> Self {
         self.decay_ms = ms;
         self

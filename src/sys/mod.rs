@@ -1,15 +1,17 @@
-//! The kernel layer: the only module that calls `libc`. Page size, anonymous mappings,
-//! reservations, `mremap` in its three forms, and run-time probes of kernel features.
+//! What the crate asks of the operating system: the page size, and the kernel features it
+//! found at run time ([`features`]). The functions that map, move and unmap memory are
+//! internal.
 //!
-//! Exactly one backend is compiled, picked by one `cfg` below, and every backend has the same
-//! functions:
+//! Exactly one backend is compiled:
 //!
-//! * `linux.rs` — `mmap`/`mremap`: growth in place, zero-copy moves, multi-mapping moves.
-//! * `fallback.rs` — other unixes, and Linux with the `force-fallback` feature (so it is tested
-//!   here): POSIX `mmap` only; growth maps a new range and copies.
+//! * **Linux**: `mmap` and `mremap`, so mappings grow in place, move without copying, and
+//!   (Linux 6.17+) several mappings move in one call.
+//! * **Portable** (every other target, and Linux with the `force-fallback` feature, so that it
+//!   is tested there): [`memmap2`](https://docs.rs/memmap2) anonymous maps. No `mremap`:
+//!   growth maps anew and copies, and [`features`] reports `mremap: false`.
 //!
-//! Everything here returns [`Errno`] (a plain integer) instead of [`std::io::Error`]: the
-//! allocator path reaches this module and must never allocate.
+//! Failed system calls are carried as plain OS error numbers, so that the allocator path,
+//! which reaches this module, never allocates.
 
 use core::fmt;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -37,6 +39,10 @@ pub(crate) struct Errno(pub(crate) i32);
 impl Errno {
     /// The calling thread's `errno` right now.
     #[inline]
+    #[cfg_attr(
+        any(not(target_os = "linux"), feature = "force-fallback"),
+        allow(dead_code)
+    )]
     pub(crate) fn last() -> Self {
         // `last_os_error` builds the `Os` variant, which holds the code inline and never
         // allocates.
@@ -79,9 +85,17 @@ pub fn page_size() -> usize {
 /// Size of the units the kernel moves cheaply: one page-table page maps 2 MiB on x86_64 and
 /// aarch64 with 4 KiB pages. Moving a range whose source and destination share their offset
 /// modulo this size moves whole page-table entries instead of single PTEs.
+///
+/// ```
+/// assert_eq!(remapvec::sys::PMD_SIZE % remapvec::sys::page_size(), 0);
+/// ```
 pub const PMD_SIZE: usize = 2 << 20;
 
 /// One PUD entry maps 1 GiB: regions of that size are placed 1 GiB-aligned.
+///
+/// ```
+/// assert_eq!(remapvec::sys::PUD_SIZE / remapvec::sys::PMD_SIZE, 512);
+/// ```
 pub const PUD_SIZE: usize = 1 << 30;
 
 /// Kernel features this crate can use, probed at run time on scratch mappings.
@@ -105,6 +119,15 @@ pub struct Features {
 
 /// The kernel features available to this process, probed once (on scratch mappings that are
 /// unmapped again) and cached.
+///
+/// ```
+/// let f = remapvec::sys::features();
+/// assert_eq!(f, remapvec::sys::features()); // probed once
+/// if !f.mremap {
+///     // The portable backend: no zero-copy moves of any kind.
+///     assert!(!f.multi_mapping_move && !f.dontunmap);
+/// }
+/// ```
 pub fn features() -> Features {
     // 0 = not probed, otherwise 0x80 | bits.
     static FEATURES: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);

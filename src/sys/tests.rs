@@ -32,6 +32,7 @@ fn anonymous_memory_is_zeroed_and_writable() {
     assert!(!is_mapped(p, len));
 }
 
+#[cfg(all(target_os = "linux", not(feature = "force-fallback")))]
 #[test]
 fn a_hint_never_replaces_an_existing_mapping() {
     let len = page_size();
@@ -221,4 +222,71 @@ fn populate_write_is_unsupported_on_the_portable_backend() {
     assert_eq!(r.unwrap_err(), Errno(libc::ENOTSUP));
     // SAFETY: our mapping, nothing refers to it.
     unsafe { unmap(p, page).unwrap() };
+}
+
+/// The portable backend places nothing at a hint (memmap2 maps where the OS likes): the call
+/// is refused, and the mapping that was there is untouched.
+#[cfg(any(not(target_os = "linux"), feature = "force-fallback"))]
+#[test]
+fn the_portable_backend_refuses_hints() {
+    let len = page_size();
+    let first = map_anon(0, len).unwrap();
+    // SAFETY: our fresh mapping.
+    unsafe { first.write(9) };
+    assert_eq!(
+        map_anon(first as usize, len).unwrap_err(),
+        Errno(libc::ENOTSUP)
+    );
+    assert_eq!(
+        reserve(first as usize + len, len).unwrap_err(),
+        Errno(libc::ENOTSUP)
+    );
+    // SAFETY: our mapping, still there.
+    unsafe {
+        assert_eq!(first.read(), 9);
+        unmap(first, len).unwrap();
+    }
+}
+
+/// The portable backend unmaps a map in parts (an aligned region trimmed from a larger map, a
+/// shrunk tail, then the rest): the map stays until every part is given up, then it is gone.
+#[cfg(any(not(target_os = "linux"), feature = "force-fallback"))]
+#[test]
+fn the_portable_backend_unmaps_a_map_once_every_part_is_given_up() {
+    let page = page_size();
+    let p = map_anon(0, 8 * page).unwrap();
+    // SAFETY: parts of our 8-page mapping, each given up once.
+    unsafe {
+        p.add(2 * page).write_bytes(5, 4 * page);
+        unmap(p, page).unwrap(); // head
+        unmap(p.add(7 * page), page).unwrap(); // tail
+        remap_in_place(p.add(page), 6 * page, 4 * page).unwrap(); // pages 5 and 6
+        assert!(is_mapped(p.add(page), 4 * page));
+        assert_eq!(p.add(2 * page).read(), 5);
+        assert_eq!(p.add(5 * page - 1).read(), 5);
+        unmap(p.add(page), 4 * page).unwrap();
+    }
+    assert!(!is_mapped(p, 8 * page));
+    // Nothing of ours there any more: unmapping again is refused, not done.
+    // SAFETY: refused before anything is touched (no map of this backend holds `p`).
+    assert_eq!(unsafe { unmap(p, page) }.unwrap_err(), Errno(libc::EINVAL));
+}
+
+/// Decommitted memory reads as zero once committed again, on the portable backend too.
+#[test]
+fn decommitted_memory_reads_as_zero_when_committed_again() {
+    let page = page_size();
+    let p = reserve(0, 4 * page).unwrap();
+    // SAFETY: ranges of our own reservation.
+    unsafe {
+        commit(p, 4 * page).unwrap();
+        p.write_bytes(0xAB, 4 * page);
+        decommit(p.add(page), 2 * page).unwrap();
+        commit(p.add(page), 2 * page).unwrap();
+        let bytes = core::slice::from_raw_parts(p, 4 * page);
+        assert!(bytes[..page].iter().all(|&b| b == 0xAB));
+        assert!(bytes[page..3 * page].iter().all(|&b| b == 0));
+        assert!(bytes[3 * page..].iter().all(|&b| b == 0xAB));
+        unmap(p, 4 * page).unwrap();
+    }
 }

@@ -267,3 +267,72 @@ fn usize_max_arguments_do_not_panic_where_vec_does_not() {
     z.push(());
     assert!(z.try_reserve(usize::MAX).is_err());
 }
+
+#[test]
+fn extract_if_with_a_panicking_filter_keeps_every_unextracted_element_once() {
+    for opts in options() {
+        let base = live();
+        let mut v = filled(20, opts);
+        let mut seen = 0;
+        let mut out = Vec::new();
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            for t in v.extract_if(2..18, |t| {
+                seen += 1;
+                if seen == 9 {
+                    panic!("filter panics");
+                }
+                t.0 % 2 == 0
+            }) {
+                out.push(t);
+            }
+        }));
+        assert!(r.is_err());
+        // Visited before the panic: 2..10 (8 elements, the evens 2, 4, 6, 8 extracted); the
+        // element the filter panicked on (10) and everything after it stay, in order.
+        assert_eq!(out.iter().map(|t| t.0).collect::<Vec<_>>(), [2, 4, 6, 8]);
+        let kept: Vec<u32> = v.iter().map(|t| t.0).collect();
+        let want: Vec<u32> = (0..20)
+            .filter(|x| !(2..10).contains(x) || x % 2 == 1)
+            .collect();
+        assert_eq!(kept, want);
+        drop(out);
+        drop(v);
+        assert_eq!(live(), base, "leak or double drop");
+
+        // An extracted element whose destructor panics, dropped by the consumer: the iterator
+        // is dropped during unwinding, keeps the unvisited elements and closes the gap.
+        let mut v = filled(10, opts);
+        v[4] = Tracked::new(PANIC_ON_DROP);
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            v.extract_if(.., |t| t.0 % 2 == 0 || t.0 == PANIC_ON_DROP)
+                .for_each(drop)
+        }));
+        assert!(r.is_err());
+        // 0 and 2 were extracted and dropped, the panicking one too; 5.. were never visited.
+        assert!(v.iter().map(|t| t.0).eq([1, 3, 5, 6, 7, 8, 9]));
+        drop(v);
+        assert_eq!(live(), base, "leak or double drop");
+
+        // Leaking the iterator leaks the elements, never exposes moved-out ones.
+        let mut v = filled(10, opts);
+        let mut it = v.extract_if(.., |t| t.0 < 5);
+        drop(it.next());
+        std::mem::forget(it);
+        assert!(v.is_empty());
+        drop(v);
+    }
+}
+
+#[test]
+#[should_panic = "range end index 4 out of range for slice of length 3"]
+fn extract_if_out_of_bounds_panics_like_vec() {
+    let mut v = RemapVec::from([1, 2, 3]);
+    let _ = v.extract_if(..4, |_| true);
+}
+
+#[test]
+#[should_panic = "insertion index (is 4) should be <= len (is 3)"]
+fn insert_mut_out_of_bounds_panics_like_vec() {
+    let mut v = RemapVec::from([1, 2, 3]);
+    let _ = v.insert_mut(4, 0);
+}

@@ -13,9 +13,11 @@
 //! variant returns its buffer to its allocator at the end of each iteration: `fs::read`'s
 //! 512 MiB block goes back to glibc, which unmaps it (above its mmap threshold), so every
 //! iteration faults 512 MiB of fresh pages. `RemapVec` keeps a dropped mapping for the next
-//! vector of about its size (`VecOptions::reuse_freed`, on by default), so from the second
-//! iteration on it reads into pages already in memory; the `no-reuse` variants turn that off and
-//! fault every page like `fs::read`.
+//! vector of about its size (`VecOptions::reuse_freed`, on by default) when the recycler's bound
+//! allows (kept bytes at most 256 MiB plus a quarter of the live mapped bytes: a lone 512 MiB
+//! buffer is not kept, a 64 MiB one is), and then reads into pages already in memory; the
+//! `no-reuse` variants turn that off and fault every page like `fs::read` (in one
+//! `MADV_POPULATE_WRITE` per MiB rather than one trap per page).
 
 #![allow(missing_docs)]
 

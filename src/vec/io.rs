@@ -36,7 +36,9 @@ impl RemapVec<u8> {
     /// Safe Rust cannot hand uninitialized memory to [`Read::read`], so the spare capacity is
     /// zeroed before it is offered, one 1 MiB chunk at a time just before the read that fills
     /// it (the zeroes are still in the cache when the reader overwrites them); bytes zeroed
-    /// but not filled by a short read are not zeroed again.
+    /// but not filled by a short read are not zeroed again. Pages of the mapping never touched
+    /// before are faulted in with one `MADV_POPULATE_WRITE` per chunk instead of one trap per
+    /// page, like the bulk fills (`resize`, `extend_from_slice`).
     ///
     /// # Errors
     /// The first error of `reader` other than [`io::ErrorKind::Interrupted`] (which is
@@ -87,6 +89,11 @@ impl RemapVec<u8> {
             }
             let want = (self.capacity() - self.len).min(READ_CHUNK);
             let len = self.len;
+            if init < want {
+                // Pages of a mapping never touched so far are faulted in with one
+                // `MADV_POPULATE_WRITE` rather than one trap each (what bulk fills do).
+                self.buf.prepare_fill(len + init, want - init);
+            }
             let spare = &mut self.spare_capacity_mut()[..want];
             if init < want {
                 spare[init..].fill(core::mem::MaybeUninit::new(0));

@@ -3,7 +3,7 @@
 //! multi-mapping `mremap` per run, or one per region), and the repair after a move that
 //! stopped part-way.
 
-use super::free::align_up;
+use super::free::{RangeSet, align_up};
 use super::{ArenaError, Entry, PageArena};
 use crate::sys::{self, Errno};
 use std::time::{Duration, Instant};
@@ -31,6 +31,14 @@ pub struct CompactReport {
     /// Of those, copied (small runs, where copying is cheaper than a system call, or no
     /// `mremap` on this platform).
     pub regions_copied: usize,
+    /// Of the copied, those copied into warm pages only (warm holes, or pages vacated by
+    /// earlier copies): a plain `memmove`, no system call, no page fault.
+    pub regions_copied_warm: usize,
+    /// Of the copied, those whose destination needed fresh pages (committed, then faulted
+    /// in by the copy).
+    pub regions_copied_fresh: usize,
+    /// Fresh destination pages committed for copies (each one a page fault).
+    pub pages_faulted: u64,
     /// Runs: maximal groups of adjacent regions moving by the same distance.
     pub runs: usize,
     /// Bytes that changed address by remapping.
@@ -47,6 +55,17 @@ pub struct CompactReport {
     pub holes_after: usize,
     /// Whether runs moved with one multi-mapping `mremap` each.
     pub multi_mapping_move: bool,
+    /// Bytes of warm pages given back to the kernel (the free tail past the warm budget, and
+    /// warm pages a remap was about to land on).
+    pub bytes_released: u64,
+    /// Warm bytes left for later allocations and growth (see
+    /// [`ArenaOptions::warm_holes`](super::ArenaOptions::warm_holes)).
+    pub warm_bytes_after: usize,
+    /// What the cost model predicted for the choices it made, in nanoseconds: compare with
+    /// `duration` to see whether the model fits this machine.
+    pub estimated_ns: f64,
+    /// The cost model that chose copy or remap for each run.
+    pub cost_model: CostModel,
     /// Wall-clock time of the compaction.
     pub duration: Duration,
 }
@@ -70,11 +89,19 @@ impl CompactReport {
 /// the same compaction are still mapped and warm, so a run copied into them costs no system
 /// call and no fault.
 ///
+/// The four ways a run can move, and what each costs here:
+/// * copy into warm memory (warm holes, pages vacated by earlier copies): `copy_ns_per_page`;
+/// * copy into fresh memory: one call per fresh range, plus `fault_ns_per_page` per page;
+/// * remap, one mapping per call: `syscall_ns` per call, `remap_ns_per_page`;
+/// * remap a run of several mappings in one call (Linux 6.17+): one call, plus
+///   `remap_ns_per_mapping` for each mapping it spans.
+///
+/// Remapping onto warm pages first gives them back (`release_ns_per_page`, two calls).
+///
 /// The defaults were measured on the development machine (x86_64 VM, 2 cores, Linux 6.18,
 /// 4 KiB pages) with [`CostModel::measure`] (`cargo run --release --example arena_compact`
-/// prints it): 8 µs per mapping call, 20 ns per remapped page, 0.27 µs per page copied,
-/// 2.5 µs per fresh page faulted in (a VM's first touch is slow). Call it to calibrate for
-/// yours.
+/// prints it; every [`CompactReport`] carries the model it used and its estimate): see
+/// [`CostModel::default`]. Call it to calibrate for yours.
 ///
 /// ```
 /// use remapvec::CostModel;
@@ -94,6 +121,10 @@ pub struct CostModel {
     pub copy_ns_per_page: f64,
     /// Extra cost per destination page that must be faulted in fresh, in nanoseconds.
     pub fault_ns_per_page: f64,
+    /// Extra cost per mapping spanned by a multi-mapping `mremap`, in nanoseconds.
+    pub remap_ns_per_mapping: f64,
+    /// Cost per warm page given back to the kernel (`MADV_DONTNEED`), in nanoseconds.
+    pub release_ns_per_page: f64,
 }
 
 impl Default for CostModel {
@@ -103,6 +134,8 @@ impl Default for CostModel {
             remap_ns_per_page: 20.0,
             copy_ns_per_page: 270.0,
             fault_ns_per_page: 2500.0,
+            remap_ns_per_mapping: 300.0,
+            release_ns_per_page: 100.0,
         }
     }
 }
@@ -125,6 +158,8 @@ impl CostModel {
             remap_ns_per_page: f64::INFINITY,
             copy_ns_per_page: 0.0,
             fault_ns_per_page: 0.0,
+            remap_ns_per_mapping: 0.0,
+            release_ns_per_page: 0.0,
         }
     }
 
@@ -147,6 +182,8 @@ impl CostModel {
             remap_ns_per_page: 0.0,
             copy_ns_per_page: f64::INFINITY,
             fault_ns_per_page: 0.0,
+            remap_ns_per_mapping: 0.0,
+            release_ns_per_page: 0.0,
         }
     }
 
@@ -158,6 +195,32 @@ impl CostModel {
         // Each move is followed by one re-reservation of the pages it vacated.
         let syscalls = moves * (calls + 1);
         syscalls as f64 * self.syscall_ns + (moves * pages) as f64 * self.remap_ns_per_page
+    }
+
+    /// Estimated cost of remapping a run of `pages` pages in `mappings` mappings, with one
+    /// multi-mapping call per move (`multi`) or one call per mapping, through scratch space
+    /// when `overlap`, onto a destination holding `warm` warm pages (given back first).
+    pub fn remap_run_ns(
+        &self,
+        pages: usize,
+        mappings: usize,
+        multi: bool,
+        overlap: bool,
+        warm: usize,
+    ) -> f64 {
+        let moves = if overlap { 2 } else { 1 };
+        let calls = if multi { 1 } else { mappings.max(1) };
+        let spans = if multi {
+            (moves * mappings) as f64
+        } else {
+            0.0
+        };
+        let release = if warm > 0 {
+            2.0 * self.syscall_ns + warm as f64 * self.release_ns_per_page
+        } else {
+            0.0
+        };
+        self.remap_ns(pages, calls, overlap) + spans * self.remap_ns_per_mapping + release
     }
 
     /// Estimated cost of copying a run of `pages` pages of which `fresh` destination pages,
@@ -211,7 +274,7 @@ impl CostModel {
             model.syscall_ns = ((t1 - model.remap_ns_per_page) / 2.0).max(0.0);
         }
         // Copies into fresh pages (fault + copy) and into the same pages again (copy only).
-        let (mut fresh, mut warm) = (0.0, 0.0);
+        let (mut fresh, mut warm, mut release) = (0.0, 0.0, 0.0);
         let rounds = 8;
         let mut done = 0;
         for _ in 0..rounds {
@@ -229,15 +292,51 @@ impl CostModel {
                 if pass == 0 { fresh += ns } else { warm += ns }
             }
             done += 1;
+            let t = Instant::now();
             if !s.decommit(c, n * page) {
                 break;
             }
+            release += t.elapsed().as_nanos() as f64 / n as f64;
         }
         if warm > 0.0 && done > 0 {
             model.copy_ns_per_page = warm / done as f64;
             model.fault_ns_per_page = ((fresh - warm) / done as f64).max(0.0);
+            model.release_ns_per_page = release / done as f64;
+        }
+        if sys::features().multi_mapping_move
+            && let Some(per) = Self::measure_spans(model)
+        {
+            model.remap_ns_per_mapping = per;
         }
         model
+    }
+
+    /// The extra cost per mapping of a multi-mapping move: moves of a span of 64 pages that
+    /// alternate read-write and `PROT_NONE` (64 mappings) back and forth, each followed by
+    /// taking the vacated source back, against the model's one-mapping cost of the same.
+    fn measure_spans(model: CostModel) -> Option<f64> {
+        let page = sys::page_size();
+        let n = 64;
+        let reps = 32;
+        // [span | - | destination]
+        let (a, b) = (0, (n + 1) * page);
+        let mut s = Scratch::new(b + n * page)?;
+        for k in (0..n).step_by(2) {
+            if !s.commit(a + k * page, page) {
+                return None;
+            }
+        }
+        let t = Instant::now();
+        let (mut src, mut dst) = (a, b);
+        for _ in 0..reps {
+            if !s.move_plain(src, dst, n * page) {
+                return None;
+            }
+            core::mem::swap(&mut src, &mut dst);
+        }
+        let step = t.elapsed().as_nanos() as f64 / reps as f64;
+        let one = 2.0 * model.syscall_ns + n as f64 * model.remap_ns_per_page;
+        Some(((step - one) / n as f64).max(0.0))
     }
 }
 
@@ -308,6 +407,25 @@ impl Scratch {
             return false;
         }
         // The source is vacated: ours again only if NOREPLACE succeeds.
+        if sys::reserve(s as usize, len).is_err() {
+            self.lost.push((src, len));
+            return false;
+        }
+        true
+    }
+
+    /// Moves `[src, src + len)` (any number of scratch mappings) to `dst` with one plain
+    /// `MREMAP_FIXED` call and takes the vacated source back with `MAP_FIXED_NOREPLACE`.
+    /// `false` when something failed (what may have changed hands is lost).
+    fn move_plain(&mut self, src: usize, dst: usize, len: usize) -> bool {
+        let (s, d) = (self.at(src), self.at(dst));
+        // SAFETY: `[d, d + len)` is ours: our reservation, or a source vacated by the previous
+        // step and taken back by NOREPLACE; the source holds only our scratch mappings.
+        if unsafe { sys::remap_fixed(s, len, len, d) }.is_err() {
+            self.lost.push((dst, len));
+            self.lost.push((src, len));
+            return false;
+        }
         if sys::reserve(s as usize, len).is_err() {
             self.lost.push((src, len));
             return false;
@@ -533,54 +651,6 @@ struct Run {
     dst: usize,
 }
 
-/// Free pages of the arena that a compaction left mapped read-write (start -> length; ranges
-/// may overlap, and live regions may since have moved onto parts of them).
-#[derive(Default)]
-struct Garbage {
-    ranges: std::collections::BTreeMap<usize, usize>,
-    /// Length of the longest range, to bound lookups.
-    longest: usize,
-}
-
-impl Garbage {
-    fn add(&mut self, start: usize, len: usize) {
-        if len > 0 {
-            let l = self.ranges.entry(start).or_insert(0);
-            *l = (*l).max(len);
-            self.longest = self.longest.max(len);
-        }
-    }
-
-    /// The parts of `[start, end)` that no range covers.
-    fn uncovered(&self, start: usize, end: usize) -> Vec<(usize, usize)> {
-        let mut covering: Vec<(usize, usize)> = Vec::new();
-        for (&s, &l) in self.ranges.range(..end).rev() {
-            if s + self.longest <= start {
-                break;
-            }
-            if s + l > start {
-                covering.push((s, s + l));
-            }
-        }
-        covering.sort_unstable();
-        let mut out = Vec::new();
-        let mut at = start;
-        for (s, e) in covering {
-            if s > at {
-                out.push((at, s.min(end)));
-            }
-            at = at.max(e);
-            if at >= end {
-                break;
-            }
-        }
-        if at < end {
-            out.push((at, end));
-        }
-        out
-    }
-}
-
 impl PageArena {
     /// Slides the live regions together towards the start of the arena, closing the holes
     /// between them. Ids stay valid; addresses change.
@@ -656,7 +726,11 @@ impl PageArena {
         }
         let page = sys::page_size();
         let cost = self.opts.cost;
-        let mut garbage = Garbage::default();
+        rep.cost_model = cost;
+        // Free pages that are committed read-write: the warm holes (after any growth above,
+        // which may have moved the arena and left them behind), then the pages each copy
+        // vacates. Exact: a copy or a remap landing on them takes them out.
+        let mut garbage = core::mem::take(&mut self.warm);
         let mut mover = Mover::new();
         let mut result = Ok(());
         // Set when a run is left in scratch space (see below): no later run may use it.
@@ -664,12 +738,14 @@ impl PageArena {
         for run in &runs {
             let overlap = run.dst + run.len > run.src;
             let need_end = run.src.min(run.dst + run.len);
-            let fresh = garbage.uncovered(run.dst, need_end);
-            let fresh_pages = fresh.iter().map(|(s, e)| e - s).sum::<usize>() / page;
-            let calls = if multi { 1 } else { run.items.len() };
-            let copy = !sys::HAS_MREMAP
-                || cost.copy_ns(run.len / page, fresh_pages, fresh.len())
-                    < cost.remap_ns(run.len / page, calls, overlap);
+            let fresh = garbage.gaps(run.dst, need_end - run.dst);
+            let fresh_pages = fresh.iter().map(|(_, l)| l).sum::<usize>() / page;
+            let pages = run.len / page;
+            let copy_ns = cost.copy_ns(pages, fresh_pages, fresh.len());
+            let warm_pages = (need_end - run.dst) / page - fresh_pages;
+            let remap_ns = cost.remap_run_ns(pages, run.items.len(), multi, overlap, warm_pages);
+            let copy = !sys::HAS_MREMAP || copy_ns < remap_ns;
+            rep.estimated_ns += if copy { copy_ns } else { remap_ns };
             if self.fenced(run.dst, run.len) {
                 // A range this compaction vacated could not be taken back (someone mapped
                 // there), or a failed call fenced it: stop here, consistent, the rest unmoved.
@@ -678,7 +754,8 @@ impl PageArena {
             let r = if copy {
                 self.copy_run(run, &fresh, &mut garbage, &mut rep)
             } else if run.dst + run.len <= run.src {
-                self.remap_run(run, run.src, run.dst, &mut mover, &mut rep)
+                self.chill(&mut garbage, run.dst, run.len, &mut rep)
+                    .and_then(|()| self.remap_run(run, run.src, run.dst, &mut mover, &mut rep))
             } else {
                 // Through scratch: align the scratch copy like the source modulo 2 MiB so
                 // that whole page-table pages move when the run is 2 MiB-aligned.
@@ -687,7 +764,8 @@ impl PageArena {
                     // An earlier run's scratch pages could not be taken back: stop here.
                     break;
                 }
-                self.remap_run(run, run.src, tmp, &mut mover, &mut rep)
+                self.chill(&mut garbage, tmp, run.len, &mut rep)
+                    .and_then(|()| self.remap_run(run, run.src, tmp, &mut mover, &mut rep))
                     .and_then(|()| {
                         let moved = Run {
                             items: run
@@ -713,6 +791,7 @@ impl PageArena {
                         rep.regions_moved -= run.items.len();
                         rep.regions_remapped -= run.items.len();
                         rep.bytes_remapped -= run.len as u64;
+                        self.chill(&mut garbage, run.dst, run.len, &mut rep)?;
                         self.remap_run(&moved, tmp, run.dst, &mut mover, &mut rep)
                     })
             };
@@ -726,11 +805,14 @@ impl PageArena {
         }
         rep.syscalls += mover.calls;
         rep.remap_calls += mover.remaps;
-        // Give the free space the runs left behind back to the reservation.
-        let free_end = self.cap.min(old_high.max(scratch_end));
-        rep.syscalls += self.release_garbage(&garbage, free_end);
+        // Keep the lowest free read-write pages warm, up to the budget; give the rest back,
+        // in one call per free range past that point (after a compaction, the free tail).
+        let garbage_end = garbage.last().map_or(0, |(o, l)| o + l);
+        let free_end = self.cap.min(old_high.max(scratch_end).max(garbage_end));
+        rep.syscalls += self.release_garbage(&garbage, free_end, &mut rep);
         self.rebuild_holes();
         rep.holes_after = self.holes.count();
+        rep.warm_bytes_after = self.warm.total();
         rep.duration = t0.elapsed();
         result.map(|()| rep)
     }
@@ -816,10 +898,11 @@ impl PageArena {
         &mut self,
         run: &Run,
         fresh: &[(usize, usize)],
-        garbage: &mut Garbage,
+        garbage: &mut RangeSet,
         rep: &mut CompactReport,
     ) -> Result<(), ArenaError> {
-        for &(start, end) in fresh {
+        for &(start, len) in fresh {
+            let end = start + len;
             rep.syscalls += 1;
             // SAFETY: `[start, end)` lies at or after the target and before the run's source,
             // so above every region already placed and below every region not yet moved:
@@ -835,7 +918,8 @@ impl PageArena {
                 }
                 return Err(ArenaError::os("mmap", e));
             }
-            garbage.add(start, end - start);
+            garbage.insert(start, end - start);
+            rep.pages_faulted += ((end - start) / sys::page_size()) as u64;
         }
         // SAFETY: both ranges are mapped read-write now and belong to the arena; `copy`
         // handles the overlap; `&mut self` means no slice of either is alive.
@@ -843,10 +927,16 @@ impl PageArena {
             core::ptr::copy(self.base.add(run.src), self.base.add(run.dst), run.len);
         }
         let vacated = run.src.max(run.dst + run.len);
-        garbage.add(vacated, run.src + run.len - vacated);
+        garbage.remove(run.dst, run.len);
+        garbage.insert(vacated, run.src + run.len - vacated);
         self.rehome(&run.items, run.src, run.dst);
         rep.regions_moved += run.items.len();
         rep.regions_copied += run.items.len();
+        if fresh.is_empty() {
+            rep.regions_copied_warm += run.items.len();
+        } else {
+            rep.regions_copied_fresh += run.items.len();
+        }
         rep.bytes_copied += run.len as u64;
         Ok(())
     }
@@ -954,14 +1044,61 @@ impl PageArena {
         Err(ArenaError::os("mremap", err))
     }
 
-    /// Turns the pages vacated by copied runs back into reservation: every free range of the
-    /// arena (no region, no fence) between the first such page and `free_end` is re-reserved
-    /// whole, in one call each: its other pages are reservation already (holes, or vacated
-    /// sources taken back by `MAP_FIXED_NOREPLACE`).
-    fn release_garbage(&mut self, garbage: &Garbage, free_end: usize) -> u64 {
-        if garbage.ranges.is_empty() {
-            return 0;
+    /// Before a remap onto `[dst, dst + len)` (free space of the arena, checked for fences):
+    /// gives the read-write pages there back in one call over their span, because a move's
+    /// destination must be `PROT_NONE` reservation for its progress to be bounded (see
+    /// `Mover::moved_bounds`). On error nothing moved and the pages are still ours.
+    fn chill(
+        &mut self,
+        garbage: &mut RangeSet,
+        dst: usize,
+        len: usize,
+        rep: &mut CompactReport,
+    ) -> Result<(), ArenaError> {
+        let warm = garbage.within(dst, len);
+        let (Some(&(first, _)), Some(&(last, last_len))) = (warm.first(), warm.last()) else {
+            return Ok(());
+        };
+        rep.syscalls += 2;
+        // SAFETY: `[first, last + last_len)` lies in `[dst, dst + len)`, free space of the
+        // arena with no fence (the caller checked): read-write pages it committed and still
+        // holds, and its reservation. `decommit` never unmaps on Linux (the only backend that
+        // remaps), even when it fails.
+        unsafe { sys::decommit(self.base.add(first), last + last_len - first) }
+            .map_err(|e| ArenaError::os("madvise", e))?;
+        garbage.remove(dst, len);
+        rep.bytes_released += warm.iter().map(|&(_, l)| l as u64).sum::<u64>();
+        Ok(())
+    }
+
+    /// After the moves: keeps the lowest free read-write pages (`garbage`) warm up to the
+    /// budget, and gives the others back: every free range of the arena (no region, no
+    /// fence) from the first page past the budget to `free_end` is re-reserved whole, in one
+    /// call each (its other pages are reservation already: holes, or vacated sources taken
+    /// back by `MAP_FIXED_NOREPLACE`). Returns the system calls made.
+    fn release_garbage(
+        &mut self,
+        garbage: &RangeSet,
+        free_end: usize,
+        rep: &mut CompactReport,
+    ) -> u64 {
+        let budget = self.warm_budget();
+        let mut kept = RangeSet::default();
+        let mut cut = None;
+        for (o, l) in garbage.iter() {
+            let room = budget - kept.total();
+            if l <= room {
+                kept.insert(o, l);
+            } else {
+                kept.insert(o, room);
+                cut = Some(o + room);
+                break;
+            }
         }
+        self.warm = kept;
+        let Some(first) = cut else {
+            return 0;
+        };
         let mut used: Vec<(usize, usize)> = self
             .by_off
             .iter()
@@ -980,13 +1117,16 @@ impl PageArena {
         if free_end > cur {
             free.push((cur, free_end));
         }
-        // Every free range from the first garbage page on (alignment padding among them, which
-        // is reservation already and costs a call each; there are few).
-        let first = garbage.ranges.keys().next().copied().unwrap_or(free_end);
         let mut calls = 0;
         for (s, e) in free {
-            if e > first {
-                calls += self.release(s.max(first), e);
+            let s = s.max(first);
+            if e > s && garbage.touches(s, e - s) {
+                rep.bytes_released += garbage
+                    .within(s, e - s)
+                    .iter()
+                    .map(|&(_, l)| l as u64)
+                    .sum::<u64>();
+                calls += self.release(s, e);
             }
         }
         calls

@@ -126,6 +126,145 @@ impl FreeList {
     }
 }
 
+/// A set of disjoint, non-touching ranges (offset -> length; touching ranges merge), with
+/// their total: the warm pages of an arena, and the pages a compaction left read-write.
+#[derive(Debug, Default, Clone)]
+pub(super) struct RangeSet {
+    ranges: BTreeMap<usize, usize>,
+    total: usize,
+}
+
+impl RangeSet {
+    /// Total bytes.
+    pub(super) fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Whether the set is empty.
+    pub(super) fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    /// Iterates ranges in address order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.ranges.iter().map(|(&o, &l)| (o, l))
+    }
+
+    /// The highest range.
+    pub(super) fn last(&self) -> Option<(usize, usize)> {
+        self.ranges.last_key_value().map(|(&o, &l)| (o, l))
+    }
+
+    /// Adds `[off, off + len)` (which may overlap ranges already in the set).
+    pub(super) fn insert(&mut self, off: usize, len: usize) {
+        if len == 0 {
+            return;
+        }
+        // Whatever of it is in the set already goes first, so that the total stays exact.
+        if self.touches(off, len) {
+            self.remove(off, len);
+        }
+        let (mut off, mut len) = (off, len);
+        self.total += len;
+        if let Some((&p, &pl)) = self.ranges.range(..off).next_back()
+            && p + pl == off
+        {
+            self.ranges.remove(&p);
+            off = p;
+            len += pl;
+        }
+        if let Some(nl) = self.ranges.remove(&(off + len)) {
+            len += nl;
+        }
+        self.ranges.insert(off, len);
+    }
+
+    /// Removes `[off, off + len)` from the set; returns the pieces that were in it, in
+    /// address order.
+    pub(super) fn remove(&mut self, off: usize, len: usize) -> Vec<(usize, usize)> {
+        let end = off + len;
+        let mut out = Vec::new();
+        if !self.touches(off, len) {
+            return out;
+        }
+        let first = self
+            .ranges
+            .range(..off)
+            .next_back()
+            .filter(|&(&o, &l)| o + l > off)
+            .map(|(&o, _)| o)
+            .unwrap_or(off);
+        let hits: Vec<(usize, usize)> = self
+            .ranges
+            .range(first..end)
+            .map(|(&o, &l)| (o, l))
+            .collect();
+        for (o, l) in hits {
+            self.ranges.remove(&o);
+            let (s, e) = (o.max(off), (o + l).min(end));
+            if o < s {
+                self.ranges.insert(o, s - o);
+            }
+            if o + l > e {
+                self.ranges.insert(e, o + l - e);
+            }
+            self.total -= e - s;
+            out.push((s, e - s));
+        }
+        out
+    }
+
+    /// The pieces of `[off, off + len)` in the set, in address order (the set is unchanged).
+    pub(super) fn within(&self, off: usize, len: usize) -> Vec<(usize, usize)> {
+        let end = off + len;
+        let first = self
+            .ranges
+            .range(..off)
+            .next_back()
+            .filter(|&(&o, &l)| o + l > off)
+            .map(|(&o, _)| o)
+            .unwrap_or(off);
+        self.ranges
+            .range(first..end)
+            .map(|(&o, &l)| (o.max(off), (o + l).min(end)))
+            .filter(|&(s, e)| e > s)
+            .map(|(s, e)| (s, e - s))
+            .collect()
+    }
+
+    /// Whether any of `[off, off + len)` is in the set.
+    pub(super) fn touches(&self, off: usize, len: usize) -> bool {
+        len > 0
+            && self
+                .ranges
+                .range(..off + len)
+                .next_back()
+                .is_some_and(|(&o, &l)| o + l > off)
+    }
+
+    /// The parts of `[off, off + len)` not in the set, in address order.
+    pub(super) fn gaps(&self, off: usize, len: usize) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        let mut at = off;
+        for (s, l) in self.within(off, len) {
+            if s > at {
+                out.push((at, s - at));
+            }
+            at = s + l;
+        }
+        if at < off + len {
+            out.push((at, off + len - at));
+        }
+        out
+    }
+
+    /// Removes everything.
+    pub(super) fn clear(&mut self) {
+        self.ranges.clear();
+        self.total = 0;
+    }
+}
+
 /// The lowest `o >= at` with `o % align == phase` (`align` a power of two, `phase < align`).
 pub(super) fn align_up(at: usize, align: usize, phase: usize) -> Option<usize> {
     debug_assert!(align.is_power_of_two() && phase < align);
@@ -136,7 +275,24 @@ pub(super) fn align_up(at: usize, align: usize, phase: usize) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::{FreeList, align_up};
+    use super::{FreeList, RangeSet, align_up};
+
+    #[test]
+    fn range_set_merges_splits_and_counts() {
+        let mut r = RangeSet::default();
+        r.insert(0, 4);
+        r.insert(8, 4);
+        r.insert(2, 8); // overlaps both: one range
+        assert_eq!(r.iter().collect::<Vec<_>>(), [(0, 12)]);
+        assert_eq!(r.total(), 12);
+        assert_eq!(r.remove(3, 2), [(3, 2)]);
+        assert_eq!(r.iter().collect::<Vec<_>>(), [(0, 3), (5, 7)]);
+        assert_eq!(r.within(2, 5), [(2, 1), (5, 2)]);
+        assert_eq!(r.gaps(2, 5), [(3, 2)]);
+        assert!(r.touches(2, 2) && !r.touches(3, 2));
+        assert_eq!(r.remove(0, 100), [(0, 3), (5, 7)]);
+        assert!(r.is_empty() && r.total() == 0);
+    }
 
     #[test]
     fn insert_merges_and_remove_splits() {

@@ -24,7 +24,7 @@ use crate::stats::GrowStats;
 use crate::sys::{self, Errno};
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
-use free::FreeList;
+use free::{FreeList, RangeSet};
 use std::collections::BTreeMap;
 
 pub use compact::{CompactReport, CostModel};
@@ -169,6 +169,8 @@ pub struct ArenaOptions {
     initial_capacity: usize,
     multi_mapping_move: bool,
     cost: CostModel,
+    warm_fraction: f64,
+    warm_max_piece: usize,
 }
 
 impl Default for ArenaOptions {
@@ -185,6 +187,8 @@ impl ArenaOptions {
             initial_capacity: 64 << 20,
             multi_mapping_move: sys::features().multi_mapping_move,
             cost: CostModel::default(),
+            warm_fraction: 0.5,
+            warm_max_piece: 256 << 10,
         }
     }
 
@@ -206,6 +210,52 @@ impl ArenaOptions {
     pub fn cost_model(mut self, cost: CostModel) -> Self {
         self.cost = cost;
         self
+    }
+
+    /// Warm holes: freed pages the arena keeps committed (read-write, as they are) instead of
+    /// giving them back at once, so that an allocation or a growth there needs no system call
+    /// and no page fault, and [`compact`](PageArena::compact) can slide small regions into
+    /// them with a plain `memmove`. At most `fraction` of the live regions' mapped bytes stay
+    /// warm (default 0.5: the resident memory of the arena stays below 1.5 times its live
+    /// pages); past that, the highest warm pages are given back first (low addresses are
+    /// where compaction packs regions). `0.0` gives every freed page back at once. See also
+    /// [`warm_max_piece`](Self::warm_max_piece) and [`PageArena::release_warm`].
+    ///
+    /// ```
+    /// use remapvec::{ArenaOptions, PageArena};
+    /// let mut arena = PageArena::with_options(ArenaOptions::new().warm_holes(0.0));
+    /// let a = arena.alloc(4096)?;
+    /// arena.free(a)?;
+    /// assert_eq!(arena.warm_bytes(), 0);
+    /// # Ok::<(), remapvec::ArenaError>(())
+    /// ```
+    pub fn warm_holes(mut self, fraction: f64) -> Self {
+        self.warm_fraction = if fraction.is_finite() {
+            fraction.max(0.0)
+        } else {
+            0.0
+        };
+        self
+    }
+
+    /// Only pieces of at most this many bytes (a freed region, a shrunk tail) are kept warm;
+    /// larger ones are given back at once, because compaction remaps them (moving page tables
+    /// costs the same onto given-back pages) and copying them is never cheaper. Default
+    /// 256 KiB: below it, copying into warm memory beats one `mremap` by the default
+    /// [`CostModel`].
+    pub fn warm_max_piece(mut self, bytes: usize) -> Self {
+        self.warm_max_piece = bytes;
+        self
+    }
+
+    /// See [`ArenaOptions::warm_holes`].
+    pub fn get_warm_holes(&self) -> f64 {
+        self.warm_fraction
+    }
+
+    /// See [`ArenaOptions::warm_max_piece`].
+    pub fn get_warm_max_piece(&self) -> usize {
+        self.warm_max_piece
     }
 
     /// See [`ArenaOptions::initial_capacity`].
@@ -331,6 +381,10 @@ pub struct PageArena {
     by_off: BTreeMap<usize, u32>,
     /// Free space of `[0, cap)`: neither a region's nor a fence's.
     holes: FreeList,
+    /// Warm holes: the parts of `holes` that are committed read-write pages of the arena
+    /// (freed pages kept as they are, see [`ArenaOptions::warm_holes`]); the rest of `holes`
+    /// is `PROT_NONE` reservation. Always inside `holes`, so just as much the arena's own.
+    warm: RangeSet,
     /// Ranges inside the arena that are not the arena's, or not provably so: a vacated range
     /// some other code mapped before the arena could take it back, a range a failed call may
     /// have released, the pages of a broken region. Never mapped over, moved, unmapped or
@@ -397,6 +451,7 @@ impl PageArena {
             free_slots: Vec::new(),
             by_off: BTreeMap::new(),
             holes: FreeList::default(),
+            warm: RangeSet::default(),
             fences: BTreeMap::new(),
             live: 0,
             live_bytes: 0,
@@ -460,6 +515,33 @@ impl PageArena {
     /// ```
     pub fn mapped_bytes(&self) -> usize {
         self.mapped_bytes
+    }
+
+    /// Bytes of warm holes: freed pages the arena keeps committed for reuse (see
+    /// [`ArenaOptions::warm_holes`]).
+    ///
+    /// ```
+    /// let mut arena = remapvec::PageArena::new();
+    /// let a = arena.alloc(4096)?;
+    /// let _b = arena.alloc(64 << 10)?; // live: 64 KiB, so up to 32 KiB stay warm
+    /// arena.free(a)?;
+    /// assert_eq!(arena.warm_bytes(), 4096);
+    /// let c = arena.alloc(4096)?; // reuses the warm page: no system call, reads as zero
+    /// assert!(arena.get(c).unwrap().iter().all(|&b| b == 0));
+    /// assert_eq!(arena.warm_bytes(), 0);
+    /// arena.free(c)?;
+    /// arena.release_warm();
+    /// assert_eq!(arena.warm_bytes(), 0);
+    /// # Ok::<(), remapvec::ArenaError>(())
+    /// ```
+    pub fn warm_bytes(&self) -> usize {
+        self.warm.total()
+    }
+
+    /// Gives every warm page back to the kernel now (they stay the arena's reservation).
+    pub fn release_warm(&mut self) {
+        let calls = self.trim_warm(0);
+        self.stats.regions.syscalls += calls;
     }
 
     /// Address space the arena has reserved (costs no memory).
@@ -711,12 +793,9 @@ impl PageArena {
             let off = self.find_space(mapped, align)?;
             debug_assert_eq!((self.base as usize + off) % align, 0);
             self.holes.remove(off, mapped);
-            // SAFETY: `[off, off + mapped)` was a hole: a reservation the arena made and still
-            // holds (holes never include vacated or fenced ranges); `commit` only changes its
-            // protection.
-            if let Err(e) = unsafe { sys::commit(self.base.add(off), mapped) } {
-                self.after_failed_commit(off, mapped);
-                return Err(ArenaError::os("mmap", e));
+            match self.claim(off, mapped) {
+                Ok(calls) => self.stats.regions.syscalls += calls,
+                Err(e) => return Err(ArenaError::os("mmap", e)),
             }
             off
         };
@@ -766,10 +845,9 @@ impl PageArena {
     /// ```
     pub fn free(&mut self, id: RegionId) -> Result<(), ArenaError> {
         let e = self.lookup(id)?;
-        if e.mapped > 0 && !e.broken {
+        let give_back = e.mapped > 0 && !e.broken;
+        if give_back {
             self.by_off.remove(&e.off);
-            // The region's pages become a hole (or, if the kernel refuses, a fence).
-            self.stats.regions.syscalls += self.discard(e.off, e.mapped);
         }
         let slot = &mut self.slots[id.index as usize];
         slot.entry = None;
@@ -781,6 +859,10 @@ impl PageArena {
         self.live -= 1;
         self.live_bytes -= e.len;
         self.mapped_bytes -= e.mapped;
+        if give_back {
+            // The region's pages become a (warm) hole, or, if the kernel refuses, a fence.
+            self.stats.regions.syscalls += self.give_back(e.off, e.mapped);
+        }
         Ok(())
     }
 
@@ -832,14 +914,12 @@ impl PageArena {
         }
         let extra = new_mapped - e.mapped;
         if e.mapped > 0 && self.holes.contains(e.off + e.mapped, extra) {
-            self.stats.regions.syscalls += 1;
             let tail = e.off + e.mapped;
             self.holes.remove(tail, extra);
-            // SAFETY: `[tail, tail + extra)` was a hole: a reservation the arena made and
-            // still holds; `commit` only changes its protection.
-            if let Err(err) = unsafe { sys::commit(self.base.add(tail), extra) } {
-                self.after_failed_commit(tail, extra);
-                return Err(ArenaError::os("mmap", err));
+            // A warm hole needs no call at all.
+            match self.claim(tail, extra) {
+                Ok(calls) => self.stats.regions.syscalls += calls,
+                Err(err) => return Err(ArenaError::os("mmap", err)),
             }
             self.stats.regions.in_place += 1;
             e2.mapped = new_mapped;
@@ -887,14 +967,17 @@ impl PageArena {
                 self.by_off.remove(&e.off);
                 e2.off = 0;
             }
-            // The region first (`discard` may recompute the holes from the regions), then its
-            // tail becomes a hole (or, if the kernel refuses, a fence).
+            // The region first (`give_back` may recompute the holes from the regions).
             self.set_entry(id.index, e2);
-            self.stats.regions.syscalls += self.discard(e.off + new_mapped, e.mapped - new_mapped);
         }
         self.set_entry(id.index, e2);
         self.live_bytes -= e.len - new_len;
         self.mapped_bytes -= e.mapped - new_mapped;
+        if new_mapped < e.mapped {
+            // The tail becomes a (warm) hole, or, if the kernel refuses, a fence.
+            self.stats.regions.syscalls +=
+                self.give_back(e.off + new_mapped, e.mapped - new_mapped);
+        }
         Ok(())
     }
 

@@ -35,17 +35,48 @@ impl PageArena {
         };
         let (src, mapped) = (e.off, e.mapped);
         let tail = new_mapped - mapped;
-        let mut calls = 1;
+        let mut calls = 0;
         self.holes.remove(dst, new_mapped);
-        // Commit the new tail first: if that fails, nothing has moved.
-        // SAFETY: `[dst, dst + new_mapped)` was a hole: a reservation the arena made and
-        // still holds; `commit` only changes the protection of its tail.
-        if let Err(err) = unsafe { sys::commit(self.base.add(dst + mapped), tail) } {
-            self.holes.insert(dst, mapped);
-            self.after_failed_commit(dst + mapped, tail);
-            restore(self);
-            self.stats.regions.syscalls += calls;
-            return Err(ArenaError::os("mmap", err));
+        // The move's destination must be `PROT_NONE` reservation (see `Mover::move_span`):
+        // warm pages there are given back first, in one call over their span.
+        let head_warm = if sys::HAS_MREMAP {
+            self.warm.within(dst, mapped)
+        } else {
+            Vec::new()
+        };
+        if let (Some(&(first, _)), Some(&(last, last_len))) = (head_warm.first(), head_warm.last())
+        {
+            calls += 2;
+            let span = last + last_len - first;
+            // SAFETY: `[first, first + span)` lies in the hole just taken off `holes`: warm
+            // pages and reservation of the arena, which it still holds; nothing refers to
+            // them. `decommit` never unmaps on Linux, even when it fails.
+            let r = unsafe { sys::decommit(self.base.add(first), span) };
+            if let Err(err) = r {
+                self.holes.insert(dst, new_mapped);
+                restore(self);
+                self.stats.regions.syscalls += calls;
+                return Err(ArenaError::os("madvise", err));
+            }
+            self.warm.remove(dst, mapped);
+        }
+        // Claim the new tail first: if that fails, nothing has moved.
+        match self.claim(dst + mapped, tail) {
+            Ok(c) => {
+                calls += c;
+                // The portable backend copies into the head, committing it anew (its warm
+                // pages with the rest).
+                self.warm.remove(dst, mapped);
+            }
+            Err(err) => {
+                // `claim` put the tail back (or rebuilt the holes, which then hold the head).
+                if !self.holes.contains(dst, mapped) {
+                    self.holes.insert(dst, mapped);
+                }
+                restore(self);
+                self.stats.regions.syscalls += calls;
+                return Err(ArenaError::os("mmap", err));
+            }
         }
         let moved = if mapped == 0 {
             Ok(false)
@@ -274,8 +305,10 @@ impl PageArena {
         let old_cap = self.cap;
         self.base = new_base;
         self.cap = new_cap;
-        // Fences are ranges of the old reservation; the new one is all ours.
+        // Fences are ranges of the old reservation; the new one is all ours, and all
+        // reservation (warm holes stayed behind and were given up with the old range).
         self.fences.clear();
+        self.warm.clear();
         self.rebuild_holes();
         self.stats.arena.moved += 1;
         self.stats.arena.bytes_remapped += old_cap as u64;

@@ -135,6 +135,95 @@ impl PageArena {
         calls
     }
 
+    /// Turns `[off, off + len)`, just taken off `holes` for a region, into zeroed read-write
+    /// memory: its warm parts (committed pages of ours) are zeroed with `memset`, its cold
+    /// parts (our reservation) committed, one call each. A range that is warm all through
+    /// needs no system call. On error the range is a hole again (what was committed is warm)
+    /// and nothing is lost. Returns the system calls made.
+    pub(super) fn claim(&mut self, off: usize, len: usize) -> Result<u64, sys::Errno> {
+        let warm = self.warm.remove(off, len);
+        let mut cold = Vec::new();
+        let mut at = off;
+        for &(o, l) in warm.iter().chain(core::iter::once(&(off + len, 0))) {
+            if o > at {
+                cold.push((at, o - at));
+            }
+            at = o + l;
+        }
+        let mut calls = 0;
+        for (k, &(o, l)) in cold.iter().enumerate() {
+            calls += 1;
+            // SAFETY: `[o, o + l)` is part of a hole that is not warm: a reservation the
+            // arena made and still holds (holes never include vacated or fenced ranges);
+            // `commit` only changes its protection on Linux.
+            if let Err(e) = unsafe { sys::commit(self.base.add(o), l) } {
+                // Everything but the failed piece is ours and mapped: a hole again, warm
+                // where it is committed. The failed piece as after any failed commit.
+                for &(wo, wl) in warm.iter().chain(&cold[..k]) {
+                    self.warm.insert(wo, wl);
+                }
+                self.holes.insert(off, o - off);
+                self.holes.insert(o + l, off + len - o - l);
+                self.after_failed_commit(o, l);
+                return Err(e);
+            }
+        }
+        for (o, l) in warm {
+            // SAFETY: warm pages are committed read-write memory of the arena, no region's
+            // (they were a hole until now); `&mut self` means nothing refers to them.
+            unsafe { self.base.add(o).write_bytes(0, l) };
+        }
+        Ok(calls)
+    }
+
+    /// `[off, off + len)`, a region's pages no more (not in `by_off`, not in `holes`),
+    /// becomes a hole: warm (kept as it is) when it is small enough and the budget allows,
+    /// else given back at once (see [`discard`](Self::discard)). `mapped_bytes` must be up to
+    /// date. Returns the system calls made.
+    pub(super) fn give_back(&mut self, off: usize, len: usize) -> u64 {
+        if self.opts.warm_fraction > 0.0 && len <= self.opts.warm_max_piece {
+            self.holes.insert(off, len);
+            self.warm.insert(off, len);
+            self.trim_warm(self.warm_budget())
+        } else {
+            self.discard(off, len)
+        }
+    }
+
+    /// The most warm bytes the arena keeps now (see `ArenaOptions::warm_holes`).
+    pub(super) fn warm_budget(&self) -> usize {
+        let b = (self.mapped_bytes as f64 * self.opts.warm_fraction) as usize;
+        b & !(sys::page_size() - 1)
+    }
+
+    /// Gives back the highest warm pages until at most `budget` bytes are warm. Returns the
+    /// system calls made.
+    pub(super) fn trim_warm(&mut self, budget: usize) -> u64 {
+        let mut calls = 0;
+        let mut fenced = false;
+        while self.warm.total() > budget {
+            let Some((o, l)) = self.warm.last() else {
+                break;
+            };
+            let excess = (self.warm.total() - budget).min(l);
+            let cut = o + l - excess;
+            self.warm.remove(cut, excess);
+            // `[cut, o + l)` is warm: pages the arena committed and still holds, in `holes`.
+            let (c, all) = self.discard_raw(cut, excess);
+            calls += c;
+            fenced |= !all;
+        }
+        if fenced {
+            self.rebuild_holes();
+        }
+        calls
+    }
+
+    /// Whether every warm range lies in a hole (one lookup per warm range).
+    fn warm_in_holes(&self) -> bool {
+        self.warm.iter().all(|(o, l)| self.holes.contains(o, l))
+    }
+
     /// Records `[off, off + len)` as a fence, merged with the fences it overlaps or touches.
     pub(super) fn add_fence(&mut self, mut off: usize, len: usize) {
         if len == 0 {
@@ -202,6 +291,15 @@ impl PageArena {
         }
         if self.cap > cur {
             self.holes.insert(cur, self.cap - cur);
+        }
+        // Warm pages stay warm only where they are still holes.
+        if !self.warm.is_empty() && !self.warm_in_holes() {
+            let old = core::mem::take(&mut self.warm);
+            for (o, l) in self.holes.iter() {
+                for (wo, wl) in old.within(o, l) {
+                    self.warm.insert(wo, wl);
+                }
+            }
         }
     }
 

@@ -41,6 +41,16 @@ fn check(a: &PageArena) {
         cur = o + l;
     }
     assert_eq!(cur, a.cap);
+    // Warm pages lie in holes and are committed read-write memory of the arena.
+    for (o, l) in a.warm.iter() {
+        assert!(a.holes.contains(o, l), "warm range {o:#x}+{l:#x} is a hole");
+        for p in (o..o + l).step_by(page()) {
+            assert!(
+                sys::readable(a.base.wrapping_add(p)),
+                "warm page {p:#x} is committed"
+            );
+        }
+    }
     if a.cap > 0 {
         for &(o, l, fence) in &spans {
             if fence {
@@ -326,11 +336,86 @@ fn injected_failures_in_compaction_lose_nothing() {
             }
         }
     }
+    // Without warm holes (every freed page reservation), once.
+    let opts = ArenaOptions::new().warm_holes(0.0);
+    let (f, _) = inject_all(opts, Some(page()), |a, _| a.compact().map(|_| ()));
+    assert!(f > 0, "some injected failure was reached");
+}
+
+/// A warm hole is reused without any mapping call: an armed failure of the next mapping call
+/// is never reached by an allocation or a growth into it, and the bytes read as zero.
+#[test]
+fn growth_and_allocation_into_a_warm_hole_make_no_mapping_call() {
+    let p = page();
+    let mut a = PageArena::new();
+    let x = a.alloc(4 * p).unwrap();
+    let y = a.alloc(4 * p).unwrap();
+    let _big = a.alloc(1 << 20).unwrap();
+    fill(&mut a, x, 1);
+    fill(&mut a, y, 2);
+    a.free(y).unwrap();
+    assert_eq!(a.warm_bytes(), 4 * p);
+    check(&a);
+    fault::arm(fault::Plan {
+        skip: 0,
+        errno: libc::ENOMEM,
+        partial: None,
+        repeat: 0,
+    });
+    let calls = a.stats().regions.syscalls;
+    a.grow(x, 6 * p).unwrap();
+    let z = a.alloc(2 * p).unwrap();
+    assert!(fault::disarm(), "no mapping call was made");
+    assert_eq!(a.stats().regions.syscalls, calls);
+    assert_eq!(a.warm_bytes(), 0);
+    assert!(a.get(x).unwrap()[4 * p..].iter().all(|&b| b == 0));
+    assert!(a.get(z).unwrap().iter().all(|&b| b == 0));
+    check(&a);
+}
+
+/// The warm budget: at most the configured fraction of the live regions' pages stays warm,
+/// the highest warm pages go first, and `release_warm` gives back all of it.
+#[test]
+fn warm_holes_stay_within_budget_lowest_first() {
+    let p = page();
+    let mut a = PageArena::with_options(ArenaOptions::new().warm_holes(0.25));
+    let ids: Vec<RegionId> = (0..64).map(|_| a.alloc(4 * p).unwrap()).collect();
+    for id in ids.iter().step_by(2) {
+        a.free(*id).unwrap();
+        assert!(a.warm_bytes() <= a.mapped_bytes() / 4);
+        check(&a);
+    }
+    // 32 live regions of 4 pages: 32 pages warm at most, the lowest ones.
+    assert_eq!(a.warm_bytes(), 32 * p);
+    let highest_warm = a.warm.last().map(|(o, l)| o + l).unwrap();
+    assert!(
+        a.holes.iter().any(|(o, _)| o >= highest_warm),
+        "higher holes are cold"
+    );
+    a.release_warm();
+    assert_eq!(a.warm_bytes(), 0);
+    check(&a);
+    // Larger pieces than `warm_max_piece` are never kept warm.
+    let mut b = PageArena::with_options(ArenaOptions::new().warm_max_piece(4 * p));
+    let big = b.alloc(8 * p).unwrap();
+    let _keep = b.alloc(1 << 20).unwrap();
+    b.free(big).unwrap();
+    assert_eq!(b.warm_bytes(), 0);
+    check(&b);
 }
 
 #[test]
 fn injected_failures_in_grow_alloc_free_lose_nothing() {
     let opts = ArenaOptions::new().initial_capacity(1 << 20);
+    inject_all(opts.warm_holes(0.0), Some(page()), |a, model| {
+        let ids: Vec<RegionId> = model.keys().copied().collect();
+        for id in ids {
+            let old = a.get(id).unwrap().len();
+            a.grow(id, old + (3 << 20))?;
+            model.get_mut(&id).unwrap().resize(old + (3 << 20), 0);
+        }
+        Ok(())
+    });
     for partial in [None, Some(page()), Some(2 << 20)] {
         inject_all(opts, partial, |a, model| {
             let ids: Vec<RegionId> = model.keys().copied().collect();
@@ -806,27 +891,33 @@ mod partial_move_foreign {
             return;
         }
         let p = page();
-        let opts = ArenaOptions::new()
-            .multi_mapping_move(true)
-            .cost_model(CostModel::remap_only());
-        let mut a = PageArena::with_options(opts);
-        let x = a.alloc(64 * p).unwrap();
-        let b = a.alloc(4 * p).unwrap();
-        let c = a.alloc(4 * p).unwrap();
-        let want = fill(&mut a, b, 1);
-        let want_c = fill(&mut a, c, 2);
-        a.free(x).unwrap();
-        let src = a.get(b).unwrap().as_ptr() as usize;
-        arm_partial(0, src);
-        let _ = a.compact();
-        disarm();
-        assert_eq!(foreign::count(), 1, "the hook mapped the foreign page");
-        assert!(
-            a.get(b).is_none(),
-            "region over the foreign page handed out"
-        );
-        assert_eq!(a.get(c), Some(&want_c[..]));
-        verdict(a, b, &want, src);
+        // The freed region is a reservation, or a warm hole: then compaction first gives the
+        // warm pages back (one injectable call) so that the move lands on `PROT_NONE`.
+        for (warm, skip) in [(0.0, 0), (20.0, 1)] {
+            let opts = ArenaOptions::new()
+                .multi_mapping_move(true)
+                .cost_model(CostModel::remap_only())
+                .warm_holes(warm);
+            let mut a = PageArena::with_options(opts);
+            let x = a.alloc(64 * p).unwrap();
+            let b = a.alloc(4 * p).unwrap();
+            let c = a.alloc(4 * p).unwrap();
+            let want = fill(&mut a, b, 1);
+            let want_c = fill(&mut a, c, 2);
+            a.free(x).unwrap();
+            assert_eq!(a.warm_bytes(), if warm > 0.0 { 64 * p } else { 0 });
+            let src = a.get(b).unwrap().as_ptr() as usize;
+            arm_partial(skip, src);
+            let _ = a.compact();
+            disarm();
+            assert_eq!(foreign::count(), 1, "the hook mapped the foreign page");
+            assert!(
+                a.get(b).is_none(),
+                "region over the foreign page handed out"
+            );
+            assert_eq!(a.get(c), Some(&want_c[..]));
+            verdict(a, b, &want, src);
+        }
     }
 
     #[test]
@@ -899,7 +990,8 @@ mod partial_move_foreign {
         let p = page();
         let opts = ArenaOptions::new()
             .multi_mapping_move(true)
-            .cost_model(CostModel::remap_only());
+            .cost_model(CostModel::remap_only())
+            .warm_holes(0.0);
         let mut a = PageArena::with_options(opts);
         let x = a.alloc(64 * p).unwrap();
         let b = a.alloc(4 * p).unwrap();

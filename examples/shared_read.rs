@@ -1,8 +1,14 @@
 //! Growing while others read: the worst stall a reader sees while a 1 GiB buffer grows to
 //! 2 GiB, for `SharedVec` (readers never wait) and for `RwLock<Vec<u64>>` (readers wait while
-//! the writer holds the lock to reallocate).
+//! the writer holds the lock to reallocate). `SharedVec` grows in place when the addresses
+//! after its view are free; the `new view` rows first map a page right after the view, so the
+//! growth must map a second view of the memory file elsewhere.
 //!
-//! `cargo run --release --example shared_read [-- --gib 1 --readers 2]`
+//! Then appending: 16 Mi `u64` pushed one by one into `SharedVec` (with each [`Prefault`]
+//! mode) and into `RwLock<Vec<u64>>`, alternating, `--push-reps` times each: median and
+//! range, and the ratio of throughputs rep by rep.
+//!
+//! `cargo run --release --example shared_read [-- --gib 1 --readers 2 --push-reps 5]`
 //!
 //! Each reader loops: take a read guard (or the read lock), read the last element, release,
 //! and records the longest single iteration while the grow is in progress. Both buffers are
@@ -10,7 +16,7 @@
 //! A control window of 5 ms in which nothing grows shows the machine's own noise (2 cores:
 //! readers and writer are preempted now and then).
 
-use remapvec::SharedVec;
+use remapvec::{Prefault, SharedVec};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -73,69 +79,162 @@ fn stalls(
     )
 }
 
+/// Blocks the page right after `v`'s view (so that growth must map a new view); returns it.
+fn block_after(v: &SharedVec<u64>) -> Option<(usize, usize)> {
+    let page = 4096;
+    let end = (v.read().as_ptr() as usize + v.capacity() * 8).next_multiple_of(page);
+    // SAFETY: MAP_FIXED_NOREPLACE never replaces a mapping: it fails if the page is taken.
+    let p = unsafe {
+        libc::mmap(
+            end as *mut libc::c_void,
+            page,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        )
+    };
+    (p as usize == end).then_some((end, page))
+}
+
+fn stall_round(round: usize, n: usize, readers: usize, new_view: bool) {
+    // SharedVec: fill to exactly its capacity, then one push grows it.
+    let v = Arc::new(SharedVec::<u64>::new());
+    let chunk: Vec<u64> = (0..1u64 << 20).collect();
+    while v.len() < n {
+        v.extend_from_slice(&chunk[..(n - v.len()).min(chunk.len())]);
+    }
+    while v.len() < v.capacity() {
+        v.push(1);
+    }
+    let blocker = if new_view { block_after(&v) } else { None };
+    let reader = {
+        let v = Arc::clone(&v);
+        Arc::new(move || {
+            let g = v.read();
+            g.last().copied().unwrap_or(0)
+        }) as Arc<dyn Fn() -> u64 + Send + Sync>
+    };
+    // Control: the same readers over a 5 ms window in which nothing grows.
+    let (worst_idle, _) = stalls(readers, Arc::clone(&reader), || {
+        std::thread::sleep(Duration::from_millis(5));
+        Duration::ZERO
+    });
+    let before = v.stats();
+    let (worst_shared, grow_shared) = stalls(readers, reader, || {
+        let t = Instant::now();
+        v.push(2);
+        t.elapsed()
+    });
+    let after = v.stats();
+    let how = if after.in_place > before.in_place {
+        "in place"
+    } else {
+        "new view"
+    };
+    drop(v);
+    if let Some((p, len)) = blocker {
+        // SAFETY: the page this example mapped above, unused since.
+        unsafe { libc::munmap(p as *mut libc::c_void, len) };
+    }
+
+    // RwLock<Vec<u64>>: the writer reallocates under the write lock.
+    let l = Arc::new(RwLock::new(Vec::<u64>::with_capacity(n)));
+    l.write().unwrap().extend((0..n as u64).map(|x| x ^ 0x55));
+    let reader = {
+        let l = Arc::clone(&l);
+        Arc::new(move || {
+            let g = l.read().unwrap();
+            g.last().copied().unwrap_or(0)
+        }) as Arc<dyn Fn() -> u64 + Send + Sync>
+    };
+    let (worst_lock, grow_lock) = stalls(readers, reader, || {
+        let t = Instant::now();
+        l.write().unwrap().push(2);
+        t.elapsed()
+    });
+    println!(
+        "round {round}: SharedVec grow {:>9.1?} ({how}), worst reader stall {:>9.1?} \
+         (idle control {:>8.1?}) | RwLock<Vec> grow {:>9.1?}, worst reader stall {:>9.1?}",
+        grow_shared, worst_shared, worst_idle, grow_lock, worst_lock
+    );
+}
+
+/// Median and range.
+fn stats(v: &[f64]) -> (f64, f64, f64) {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    (s[s.len() / 2], s[0], s[s.len() - 1])
+}
+
+fn push_shared(prefault: Prefault, n: usize) -> f64 {
+    let t = Instant::now();
+    let v = SharedVec::with_prefault(prefault);
+    for i in 0..n as u64 {
+        v.push(i);
+    }
+    std::hint::black_box(v.len());
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    drop(v);
+    ms
+}
+
+fn push_lock(n: usize) -> f64 {
+    let t = Instant::now();
+    let v = RwLock::new(Vec::new());
+    for i in 0..n as u64 {
+        v.write().unwrap().push(i);
+    }
+    std::hint::black_box(v.read().unwrap().len());
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    drop(v);
+    ms
+}
+
 fn main() {
     let gib = arg("--gib", 1);
     let readers = arg("--readers", 2);
+    let reps = arg("--push-reps", 5).max(1);
     let n = (gib << 30) / 8;
     println!(
         "{readers} readers; the buffer grows from {gib} GiB to {} GiB",
         2 * gib
     );
-
     for round in 0..3 {
-        // SharedVec: fill to exactly its capacity, then one push grows it.
-        let v = Arc::new(SharedVec::<u64>::new());
-        let chunk: Vec<u64> = (0..1u64 << 20).collect();
-        while v.len() < n {
-            v.extend_from_slice(&chunk[..(n - v.len()).min(chunk.len())]);
-        }
-        while v.len() < v.capacity() {
-            v.push(1);
-        }
-        let reader = {
-            let v = Arc::clone(&v);
-            Arc::new(move || {
-                let g = v.read();
-                g.last().copied().unwrap_or(0)
-            }) as Arc<dyn Fn() -> u64 + Send + Sync>
-        };
-        // Control: the same readers over a 5 ms window in which nothing grows.
-        let (worst_idle, _) = stalls(readers, Arc::clone(&reader), || {
-            std::thread::sleep(Duration::from_millis(5));
-            Duration::ZERO
-        });
-        let before = v.stats();
-        let (worst_shared, grow_shared) = stalls(readers, reader, || {
-            let t = Instant::now();
-            v.push(2);
-            t.elapsed()
-        });
-        let after = v.stats();
-        let how = if after.in_place > before.in_place {
-            "in place"
-        } else {
-            "new view"
-        };
+        stall_round(round, n, readers, false);
+    }
+    for round in 0..3 {
+        stall_round(round, n, readers, true);
+    }
 
-        // RwLock<Vec<u64>>: the writer reallocates under the write lock.
-        let l = Arc::new(RwLock::new(Vec::<u64>::with_capacity(n)));
-        l.write().unwrap().extend((0..n as u64).map(|x| x ^ 0x55));
-        let reader = {
-            let l = Arc::clone(&l);
-            Arc::new(move || {
-                let g = l.read().unwrap();
-                g.last().copied().unwrap_or(0)
-            }) as Arc<dyn Fn() -> u64 + Send + Sync>
-        };
-        let (worst_lock, grow_lock) = stalls(readers, reader, || {
-            let t = Instant::now();
-            l.write().unwrap().push(2);
-            t.elapsed()
-        });
+    let n = 1 << 24;
+    println!("\npush of 16 Mi u64, {reps} reps alternating: ms median [range]");
+    let modes = [
+        ("SharedVec (fault)", Some(Prefault::Fault)),
+        ("SharedVec (populate)", Some(Prefault::Populate)),
+        ("SharedVec (fallocate)", Some(Prefault::Allocate)),
+        (
+            "SharedVec (both, default)",
+            Some(Prefault::AllocatePopulate),
+        ),
+        ("RwLock<Vec<u64>>", None),
+    ];
+    let mut times = vec![Vec::new(); modes.len()];
+    for _ in 0..reps {
+        for (k, (_, m)) in modes.iter().enumerate() {
+            times[k].push(match m {
+                Some(p) => push_shared(*p, n),
+                None => push_lock(n),
+            });
+        }
+    }
+    let lock = &times[modes.len() - 1];
+    for (k, (label, _)) in modes.iter().enumerate() {
+        let (m, lo, hi) = stats(&times[k]);
+        let r: Vec<f64> = lock.iter().zip(&times[k]).map(|(l, t)| l / t).collect();
+        let (rm, rlo, rhi) = stats(&r);
         println!(
-            "round {round}: SharedVec grow {:>9.1?} ({how}), worst reader stall {:>9.1?} \
-             (idle control {:>8.1?}) | RwLock<Vec> grow {:>9.1?}, worst reader stall {:>9.1?}",
-            grow_shared, worst_shared, worst_idle, grow_lock, worst_lock
+            "{label:<26} {m:>8.1} [{lo:.1}-{hi:.1}]   throughput vs RwLock<Vec>: {rm:.2}x [{rlo:.2}-{rhi:.2}]"
         );
     }
 }

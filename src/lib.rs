@@ -42,7 +42,7 @@ pub fn release_cached() -> usize {
 pub fn cache_stats() -> CacheStats {
     region::recycle::stats()
 }
-pub use shared_vec::{MAX_VIEWS, ReadGuard, SharedVec};
+pub use shared_vec::{MAX_VIEWS, Prefault, ReadGuard, SharedVec};
 pub use stats::GrowStats;
 #[doc(hidden)]
 pub use vec::__private;

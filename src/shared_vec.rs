@@ -32,6 +32,39 @@ const RECLAIMING: u8 = 3;
 /// No view published yet.
 const NO_VIEW: usize = usize::MAX;
 
+/// Bytes faulted in ahead of the writer at a time (see [`Prefault`]).
+const PREFAULT_BATCH: usize = 2 << 20;
+
+/// How a [`SharedVec`] brings in the pages its writer is about to fill.
+///
+/// Shared-memory pages cost more to fault in one by one than anonymous ones (each first
+/// write traps, allocates a page of the memory file, and maps it). Ahead of the writer, in
+/// batches of 2 MiB (never more than 2 MiB past the elements written, never past the
+/// capacity), the buffer can instead allocate the file's pages in one call (`fallocate`)
+/// and map them for writing in one call (`MADV_POPULATE_WRITE`, Linux 5.14+). Readers never
+/// wait for this: it runs under the writer's lock only. Where a call is not available the
+/// pages are faulted in as they are written, as with [`Prefault::Fault`].
+///
+/// ```
+/// use remapvec::{Prefault, SharedVec};
+/// let v = SharedVec::<u64>::with_prefault(Prefault::Fault);
+/// v.extend_from_slice(&[1, 2, 3]);
+/// assert_eq!(v.prefault(), Prefault::Fault);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Prefault {
+    /// Each page is faulted in by the first write to it.
+    Fault,
+    /// `MADV_POPULATE_WRITE` on the next batch.
+    Populate,
+    /// `fallocate` of the next batch of the memory file.
+    Allocate,
+    /// Both: `fallocate`, then `MADV_POPULATE_WRITE` (the default).
+    #[default]
+    AllocatePopulate,
+}
+
 /// One mapping of the buffer's pages.
 struct View {
     /// Start of the mapping; null while the slot is free.
@@ -76,6 +109,11 @@ struct Writer {
     /// [`fork::generation`] when `fd` was created: a different value now means this process
     /// is a forked child of the one that created the file, which the parent still writes.
     fork_gen: usize,
+    /// Bytes from the start of the buffer that were faulted in ahead (or written): see
+    /// [`Prefault`]. Page-aligned.
+    prefaulted: usize,
+    /// How pages are brought in; `Fault` once a populate call said it is not available.
+    prefault: Prefault,
     stats: GrowStats,
 }
 
@@ -246,6 +284,18 @@ impl<T: Copy + Send + Sync> SharedVec<T> {
     /// assert!(v.read().is_empty());
     /// ```
     pub const fn new() -> Self {
+        Self::with_prefault(Prefault::AllocatePopulate)
+    }
+
+    /// An empty buffer that brings in the pages its writer fills as `prefault` says.
+    ///
+    /// ```
+    /// use remapvec::{Prefault, SharedVec};
+    /// let v = SharedVec::<u8>::with_prefault(Prefault::Populate);
+    /// v.push(1);
+    /// assert_eq!(v.read()[0], 1);
+    /// ```
+    pub const fn with_prefault(prefault: Prefault) -> Self {
         let _ = Self::ELEM;
         SharedVec {
             views: [const { View::new() }; MAX_VIEWS],
@@ -256,10 +306,18 @@ impl<T: Copy + Send + Sync> SharedVec<T> {
                 cap: 0,
                 generation: 0,
                 fork_gen: 0,
+                prefaulted: 0,
+                prefault,
                 stats: GrowStats::ZERO,
             }),
             _t: PhantomData,
         }
+    }
+
+    /// How this buffer brings in pages now ([`Prefault::Fault`] once the kernel said that
+    /// the populate call it asked for is not available).
+    pub fn prefault(&self) -> Prefault {
+        self.writer.lock().prefault
     }
 
     /// Published elements right now.
@@ -478,6 +536,9 @@ impl<T: Copy + Send + Sync> SharedVec<T> {
         let v = &self.views[self.current.load(Relaxed) % MAX_VIEWS];
         let base = v.ptr.load(Relaxed).cast::<T>();
         debug_assert_eq!(v.written.load(Relaxed), len);
+        if need * Self::ELEM > w.prefaulted {
+            self.prefault_ahead(&mut w, v, need * Self::ELEM);
+        }
         // SAFETY: the current view holds `cap >= need` elements; `[len, need)` is beyond its
         // `written` count and the buffer's length, so no reader looks at it; we hold the
         // writer lock; the file (if any) is not shared with another process (checked above).
@@ -485,6 +546,50 @@ impl<T: Copy + Send + Sync> SharedVec<T> {
         v.written.store(need, Release);
         self.len.store(need, Release);
         Ok(())
+    }
+
+    /// Brings in the pages of the current view `v` from `w.prefaulted` up to the batch past
+    /// `end` bytes (capped at the view), as `w.prefault` says, and moves the mark there even
+    /// if the kernel declined: those pages are then faulted in by the writes.
+    #[cold]
+    #[inline(never)]
+    fn prefault_ahead(&self, w: &mut Writer, v: &View, end: usize) {
+        let page = sys::page_size();
+        let bytes = v.bytes.load(Relaxed);
+        let start = w.prefaulted.min(bytes);
+        let stop = end
+            .saturating_add(PREFAULT_BATCH)
+            .min(bytes)
+            .next_multiple_of(page)
+            .min(bytes);
+        w.prefaulted = stop.max(w.prefaulted);
+        if stop <= start || w.prefault == Prefault::Fault {
+            return;
+        }
+        if matches!(w.prefault, Prefault::Allocate | Prefault::AllocatePopulate) && w.fd >= 0 {
+            w.stats.syscalls += 1;
+            if sys::allocate_file(w.fd, start, stop - start).is_err() {
+                // Not for this file system, or no memory now: the writes fault pages in.
+            }
+        }
+        if matches!(w.prefault, Prefault::Populate | Prefault::AllocatePopulate) {
+            w.stats.syscalls += 1;
+            let p = v.ptr.load(Relaxed).wrapping_add(start);
+            // SAFETY: `[start, stop)` lies in the current view (`stop <= bytes`), a read-write
+            // mapping this buffer made and holds (views are unmapped only once retired); its
+            // bytes past the published elements are the writer's alone, and populating
+            // changes none of them.
+            if let Err(e) = unsafe { sys::populate_write(p, stop - start) }
+                && (e.0 == libc::EINVAL || e.0 == libc::ENOTSUP)
+            {
+                // A kernel before 5.14, or the portable backend: fault pages in from now on.
+                w.prefault = if w.prefault == Prefault::AllocatePopulate {
+                    Prefault::Allocate
+                } else {
+                    Prefault::Fault
+                };
+            }
+        }
     }
 
     /// Makes room for at least `need` elements. In a forked child whose buffer is still the
@@ -596,6 +701,8 @@ impl<T: Copy + Send + Sync> SharedVec<T> {
             w.stats.copied += 1;
             w.stats.bytes_copied += (len * Self::ELEM) as u64;
         }
+        // A new buffer: only the copied elements' pages are in.
+        w.prefaulted = (len * Self::ELEM) & !(sys::page_size() - 1);
         if new_fd >= 0 || leave_file {
             if w.fd >= 0 {
                 // In a forked child: our copy of the parent's descriptor.

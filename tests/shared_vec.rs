@@ -23,6 +23,10 @@ fn views() -> usize {
         .unwrap_or(0)
 }
 
+/// The tests of this file run one at a time: the first counts the process's memory-file
+/// mappings, which another test's buffers would add to.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A page mapped at a given address (if free), unmapped on drop.
 struct Blocker(usize);
 
@@ -55,6 +59,7 @@ impl Drop for Blocker {
 
 #[test]
 fn readers_never_see_torn_or_unwritten_elements_while_it_grows() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     #[cfg(all(target_os = "linux", not(feature = "force-fallback")))]
     let before = views();
     let v = Arc::new(SharedVec::<u64>::new());
@@ -147,5 +152,60 @@ fn readers_never_see_torn_or_unwritten_elements_while_it_grows() {
         assert_eq!(views(), before + 1);
         drop(v);
         assert_eq!(views(), before, "all views unmapped");
+    }
+}
+
+/// Every way of bringing pages in ahead of the writer keeps what was appended, across grows in
+/// place and grows into a new view, and readers see a valid prefix meanwhile.
+#[test]
+fn every_prefault_mode_keeps_the_elements_across_grows() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    use remapvec::Prefault;
+    for mode in [
+        Prefault::Fault,
+        Prefault::Populate,
+        Prefault::Allocate,
+        Prefault::AllocatePopulate,
+    ] {
+        let v = Arc::new(SharedVec::<u64>::with_prefault(mode));
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (v, stop) = (Arc::clone(&v), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut rounds = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let g = v.read();
+                    let n = g.len();
+                    // The newest elements are the ones a prefault batch ran ahead of.
+                    for (i, &x) in g.iter().enumerate().skip(n.saturating_sub(4096)) {
+                        assert!(valid(i, x), "{mode:?}: element {i}");
+                    }
+                    rounds += 1;
+                }
+                rounds
+            })
+        };
+        let mut blockers = Vec::new();
+        let n = 3 << 20; // 24 MiB of u64: several grows past the 2 MiB batch
+        for i in 0..n {
+            v.push(elem(i as u64));
+            if i % (1 << 20) == 0 {
+                // Force the next grow to map a new view now and then.
+                let g = v.read();
+                let end = g.as_ptr() as usize + v.capacity() * 8;
+                #[cfg(target_os = "linux")]
+                blockers.push(Blocker::at(end.next_multiple_of(4096)));
+                let _ = end;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        reader.join().unwrap();
+        let g = v.read();
+        assert_eq!(g.len(), n);
+        assert!(g.iter().enumerate().all(|(i, &x)| valid(i, x)), "{mode:?}");
+        let s = v.stats();
+        assert!(s.in_place + s.moved + s.copied > 3, "{mode:?}: {s:?}");
+        drop(g);
+        drop(blockers);
     }
 }

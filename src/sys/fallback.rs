@@ -271,6 +271,11 @@ pub(crate) fn set_file_len(_fd: i32, _len: usize) -> Result<(), Errno> {
     Err(Errno(libc::ENOTSUP))
 }
 
+/// Not reached without `memfd` (`ENOTSUP`).
+pub(crate) fn allocate_file(_fd: i32, _off: usize, _len: usize) -> Result<(), Errno> {
+    Err(Errno(libc::ENOTSUP))
+}
+
 /// Not reached without `memfd`: there is no descriptor to close.
 pub(crate) fn close(_fd: i32) {}
 
@@ -426,8 +431,6 @@ pub(crate) fn advise_huge(addr: *mut u8, len: usize) -> Result<(), Errno> {
 ///
 /// # Safety
 /// As in the Linux backend: the caller owns the range.
-// Its callers (bulk fills, SharedVec) land separately; no warning meanwhile.
-#[allow(dead_code)]
 pub(crate) unsafe fn populate_write(_addr: *mut u8, _len: usize) -> Result<(), Errno> {
     Err(Errno(libc::ENOTSUP))
 }

@@ -171,6 +171,22 @@ pub(crate) fn set_file_len(fd: i32, len: usize) -> Result<(), Errno> {
     }
 }
 
+/// Allocates the pages of `[off, off + len)` of the file `fd` (`fallocate`, mode 0): a
+/// memory file gets zeroed pages there in one call, so that mapping them later is a minor
+/// fault. The file's size does not shrink. Errors mean "not done": the pages are allocated on
+/// first touch instead.
+pub(crate) fn allocate_file(fd: i32, off: usize, len: usize) -> Result<(), Errno> {
+    let off = libc::off_t::try_from(off).map_err(|_| Errno(libc::EFBIG))?;
+    let len = libc::off_t::try_from(len).map_err(|_| Errno(libc::EFBIG))?;
+    // SAFETY: fallocate on a file descriptor; an invalid one is an EBADF, not UB. It changes
+    // no mapping and no byte of the file (new pages read as zero).
+    if unsafe { libc::fallocate(fd, 0, off, len) } == 0 {
+        Ok(())
+    } else {
+        Err(Errno::last())
+    }
+}
+
 /// Closes `fd`.
 pub(crate) fn close(fd: i32) {
     // SAFETY: closing a descriptor the caller owns and no longer uses.
@@ -438,8 +454,6 @@ pub(crate) fn advise_huge(addr: *mut u8, len: usize) -> Result<(), Errno> {
 /// # Safety
 /// The caller owns the whole range (a read-write mapping of its own): populating commits
 /// memory there.
-// Its callers (bulk fills, SharedVec) land separately; no warning meanwhile.
-#[allow(dead_code)]
 pub(crate) unsafe fn populate_write(addr: *mut u8, len: usize) -> Result<(), Errno> {
     // SAFETY: MADV_POPULATE_WRITE only faults pages in (zero pages, or write-faults of present
     // ones, which keep their contents); it never changes a mapping or the bytes of the range,

@@ -64,9 +64,13 @@ impl PageArena {
         match self.claim(dst + mapped, tail) {
             Ok(c) => {
                 calls += c;
-                // The portable backend copies into the head, committing it anew (its warm
-                // pages with the rest).
-                self.warm.remove(dst, mapped);
+                // The portable backend copies into the head: its warm pages are zeroed first,
+                // since the copy covers only the region's length.
+                for (o, l) in self.warm.remove(dst, mapped) {
+                    // SAFETY: warm pages: committed read-write memory of the arena in the hole
+                    // just taken for this region; `&mut self`, nothing refers to them.
+                    unsafe { self.base.add(o).write_bytes(0, l) };
+                }
             }
             Err(err) => {
                 // `claim` put the tail back (or rebuilt the holes, which then hold the head).

@@ -731,6 +731,9 @@ impl PageArena {
         // which may have moved the arena and left them behind), then the pages each copy
         // vacates. Exact: a copy or a remap landing on them takes them out.
         let mut garbage = core::mem::take(&mut self.warm);
+        // Old `by_off` keys of regions copied since `by_off` was last brought up to date
+        // (their entries hold the new offsets already): see `flush_stale`.
+        let mut stale: Vec<(usize, u32)> = Vec::new();
         let mut mover = Mover::new();
         let mut result = Ok(());
         // Set when a run is left in scratch space (see below): no later run may use it.
@@ -751,8 +754,12 @@ impl PageArena {
                 // there), or a failed call fenced it: stop here, consistent, the rest unmoved.
                 break;
             }
+            if !copy {
+                // Remapping reads and changes `by_off`: bring it up to date first.
+                self.flush_stale(&mut stale);
+            }
             let r = if copy {
-                self.copy_run(run, &fresh, &mut garbage, &mut rep)
+                self.copy_run(run, &fresh, &mut garbage, &mut rep, &mut stale)
             } else if run.dst + run.len <= run.src {
                 self.chill(&mut garbage, run.dst, run.len, &mut rep)
                     .and_then(|()| self.remap_run(run, run.src, run.dst, &mut mover, &mut rep))
@@ -803,6 +810,7 @@ impl PageArena {
                 break;
             }
         }
+        self.flush_stale(&mut stale);
         rep.syscalls += mover.calls;
         rep.remap_calls += mover.remaps;
         // Keep the lowest free read-write pages warm, up to the budget; give the rest back,
@@ -877,6 +885,40 @@ impl PageArena {
         }
     }
 
+    /// Brings `by_off` up to date with the regions copied since the last call (`stale`: their
+    /// old keys): one removal and one insertion each, or, when many moved, `by_off` rebuilt
+    /// from the entries in one pass (a copy loop over thousands of small regions would
+    /// otherwise pay two tree updates per region).
+    fn flush_stale(&mut self, stale: &mut Vec<(usize, u32)>) {
+        if stale.is_empty() {
+            return;
+        }
+        if stale.len() > self.by_off.len() / 8 {
+            self.by_off = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| {
+                    s.entry
+                        .filter(|e| e.mapped > 0 && !e.broken)
+                        .map(|e| (e.off, i as u32))
+                })
+                .collect();
+        } else {
+            for &(old, index) in stale.iter() {
+                if self.by_off.get(&old) == Some(&index) {
+                    self.by_off.remove(&old);
+                }
+            }
+            for &(_, index) in stale.iter() {
+                if let Some(e) = self.slots[index as usize].entry {
+                    self.by_off.insert(e.off, index);
+                }
+            }
+        }
+        stale.clear();
+    }
+
     /// Records that the items of a run now start at `new_src` instead of `run_src`.
     fn rehome(&mut self, items: &[Item], run_src: usize, new_src: usize) {
         for it in items {
@@ -900,6 +942,7 @@ impl PageArena {
         fresh: &[(usize, usize)],
         garbage: &mut RangeSet,
         rep: &mut CompactReport,
+        stale: &mut Vec<(usize, u32)>,
     ) -> Result<(), ArenaError> {
         for &(start, len) in fresh {
             let end = start + len;
@@ -929,7 +972,13 @@ impl PageArena {
         let vacated = run.src.max(run.dst + run.len);
         garbage.remove(run.dst, run.len);
         garbage.insert(vacated, run.src + run.len - vacated);
-        self.rehome(&run.items, run.src, run.dst);
+        // The entries now; `by_off` later (`flush_stale`), before anything reads it.
+        for it in &run.items {
+            if let Some(e) = self.slots[it.index as usize].entry.as_mut() {
+                e.off = run.dst + (it.off - run.src);
+            }
+            stale.push((it.off, it.index));
+        }
         rep.regions_moved += run.items.len();
         rep.regions_copied += run.items.len();
         if fresh.is_empty() {

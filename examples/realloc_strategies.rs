@@ -1141,7 +1141,7 @@ mod svg {
                 let unit = if w == super::Workload::Pipeline {
                     "CSV size, MB"
                 } else {
-                    "size, bytes"
+                    "size"
                 };
                 let mut chart = ChartBuilder::on(area)
                     .caption(format!("{} — {state}", w.name()), ("sans-serif", 18))

@@ -55,6 +55,8 @@ pub struct RemapAlloc<A = System> {
     inner: A,
     /// Sizes `>= threshold` (and `>= 1`) are regions.
     threshold: usize,
+    /// Whether large blocks of 2 MiB and more are advised for transparent huge pages.
+    huge_pages: bool,
 }
 
 impl RemapAlloc<System> {
@@ -63,6 +65,7 @@ impl RemapAlloc<System> {
         RemapAlloc {
             inner: System,
             threshold: DEFAULT_HEAP_THRESHOLD,
+            huge_pages: false,
         }
     }
 
@@ -77,6 +80,7 @@ impl RemapAlloc<System> {
         RemapAlloc {
             inner: System,
             threshold: bytes,
+            huge_pages: false,
         }
     }
 
@@ -124,6 +128,7 @@ impl<A> RemapAlloc<A> {
         RemapAlloc {
             inner,
             threshold: DEFAULT_HEAP_THRESHOLD,
+            huge_pages: false,
         }
     }
 
@@ -136,6 +141,38 @@ impl<A> RemapAlloc<A> {
     pub const fn threshold(mut self, bytes: usize) -> Self {
         self.threshold = bytes;
         self
+    }
+
+    /// Advise large blocks of 2 MiB and more for transparent huge pages
+    /// (`madvise(MADV_HUGEPAGE)`, which mimalloc does by default). Default `false`.
+    ///
+    /// Writing a large block then costs one page fault and one TLB entry per 2 MiB instead of
+    /// 512. Measured on the crate's 2-core VM (`cargo run --release --example churn`,
+    /// `REMAPVEC_ALLOC=remap-huge`): allocating, writing and freeing 64 MiB blocks took 1.30x
+    /// mimalloc's CPU time without it, 1.06x with it. The price is memory: one byte written
+    /// anywhere in a 2 MiB-aligned part of a block makes all 2 MiB of it resident, so a large
+    /// block written sparsely (a `calloc`'d table, a big `with_capacity` that stays mostly
+    /// empty) can cost up to 512 times the memory it would otherwise. Leave it off unless
+    /// large blocks are written whole.
+    ///
+    /// ```
+    /// # use remapvec::RemapAlloc;
+    /// static A: RemapAlloc = RemapAlloc::new().huge_pages(true);
+    /// assert!(A.is_huge_pages());
+    /// ```
+    pub const fn huge_pages(mut self, on: bool) -> Self {
+        self.huge_pages = on;
+        self
+    }
+
+    /// Whether large blocks of 2 MiB and more are advised for huge pages (see
+    /// [`huge_pages`](Self::huge_pages)).
+    ///
+    /// ```
+    /// assert!(!remapvec::RemapAlloc::new().is_huge_pages());
+    /// ```
+    pub const fn is_huge_pages(&self) -> bool {
+        self.huge_pages
     }
 
     /// The size from which blocks are regions.
@@ -160,6 +197,12 @@ impl<A> RemapAlloc<A> {
     #[inline]
     fn is_large(&self, size: usize) -> bool {
         size >= self.threshold.max(1)
+    }
+
+    /// Whether a large block of `size` bytes is advised for huge pages.
+    #[inline]
+    fn huge(&self, size: usize) -> bool {
+        self.huge_pages && size >= HUGE_BLOCK
     }
 }
 
@@ -192,20 +235,14 @@ static REUSED: AtomicU64 = AtomicU64::new(0);
 static CROSSINGS: AtomicU64 = AtomicU64::new(0);
 static BYTES_CROSSING: AtomicU64 = AtomicU64::new(0);
 
-/// Blocks of this size and more are advised for transparent huge pages (2 MiB: the smallest
-/// size that can hold one). Writing a large buffer then takes one fault and one TLB entry per
-/// 2 MiB instead of 512 (measured: churn of 64 MiB blocks was 1.3x mimalloc's CPU time without,
-/// mimalloc's blocks get huge pages too); a block written only in part may hold up to 2 MiB more.
+/// With [`RemapAlloc::huge_pages`], blocks of this size and more are advised for transparent
+/// huge pages (2 MiB: the smallest size that can hold one).
 const HUGE_BLOCK: usize = crate::sys::PMD_SIZE;
-
-fn huge(size: usize) -> bool {
-    size >= HUGE_BLOCK
-}
 
 /// A large block: a region kept by the recycler if one of exactly this many pages can be had
 /// (its first `dirty` bytes may hold old data; zeroed here when `zero`), else a new mapping.
-fn alloc_large(layout: Layout, zero: bool) -> *mut u8 {
-    let huge = huge(layout.size());
+/// `huge`: advised for huge pages (and taken only from kept regions that were).
+fn alloc_large(layout: Layout, zero: bool, huge: bool) -> *mut u8 {
     if let Some((region, dirty, calls)) = recycle::take(layout.size(), layout.align(), huge, true) {
         LARGE_LIVE.fetch_add(1, Relaxed);
         LARGE_ALLOCS.fetch_add(1, Relaxed);
@@ -248,13 +285,13 @@ unsafe fn region_of(ptr: *mut u8, layout: Layout) -> ManuallyDrop<Region> {
 
 /// # Safety
 /// `ptr` is a live large block of `layout`.
-unsafe fn dealloc_large(ptr: *mut u8, layout: Layout) {
+unsafe fn dealloc_large(ptr: *mut u8, layout: Layout, huge: bool) {
     // SAFETY: per the caller, `ptr` is a live large block of `layout`: a mapping this allocator
     // made (or took whole from the recycler) and never gave up, so it is still ours; the region
     // goes to the recycler, which keeps it or unmaps it, and the block is freed.
     let region = ManuallyDrop::into_inner(unsafe { region_of(ptr, layout) });
     let dirty = region.len();
-    let calls = recycle::put(region, dirty, huge(layout.size()));
+    let calls = recycle::put(region, dirty, huge);
     SYSCALLS.fetch_add(u64::from(calls), Relaxed);
     LARGE_LIVE.fetch_sub(1, Relaxed);
 }
@@ -263,7 +300,8 @@ unsafe fn dealloc_large(ptr: *mut u8, layout: Layout) {
 ///
 /// # Safety
 /// `ptr` is a live large block of `layout`; the caller gives up its old address on success.
-unsafe fn resize_large(ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+/// `huge`: the allocator advises blocks of `new_size` for huge pages.
+unsafe fn resize_large(ptr: *mut u8, layout: Layout, new_size: usize, huge: bool) -> *mut u8 {
     // SAFETY: forwarded from the caller.
     let mut region = unsafe { region_of(ptr, layout) };
     if new_size >= layout.size() {
@@ -282,7 +320,7 @@ unsafe fn resize_large(ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8
                 COPIED.fetch_add(1, Relaxed)
             }
         };
-        if huge(new_size) && (g.syscalls > 0 || !huge(layout.size())) {
+        if huge {
             SYSCALLS.fetch_add(u64::from(region.advise_huge()), Relaxed);
         }
     } else {
@@ -323,7 +361,7 @@ impl<A: GlobalAlloc> RemapAlloc<A> {
                 let page_end = sys::round_to_page(layout.size()).unwrap_or(usize::MAX);
                 // SAFETY: forwarded from the caller.
                 (
-                    unsafe { resize_large(ptr, layout, new_size) },
+                    unsafe { resize_large(ptr, layout, new_size, self.huge(new_size)) },
                     page_end.min(new_size),
                 )
             }
@@ -374,7 +412,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for RemapAlloc<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if self.is_large(layout.size()) {
-            alloc_large(layout, false)
+            alloc_large(layout, false, self.huge(layout.size()))
         } else {
             // SAFETY: forwarded from the caller.
             unsafe { self.inner.alloc(layout) }
@@ -384,7 +422,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for RemapAlloc<A> {
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if self.is_large(layout.size()) {
-            alloc_large(layout, true)
+            alloc_large(layout, true, self.huge(layout.size()))
         } else {
             // SAFETY: forwarded from the caller.
             unsafe { self.inner.alloc_zeroed(layout) }
@@ -395,7 +433,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for RemapAlloc<A> {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if self.is_large(layout.size()) {
             // SAFETY: a large block of this layout, per the caller.
-            unsafe { dealloc_large(ptr, layout) }
+            unsafe { dealloc_large(ptr, layout, self.huge(layout.size())) }
         } else {
             // SAFETY: forwarded from the caller.
             unsafe { self.inner.dealloc(ptr, layout) }

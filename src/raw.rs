@@ -470,6 +470,9 @@ impl RawInner {
                 h.dirty = h.dirty.max(dirty);
                 h.fresh_from = h.fresh_from.max(dirty).max(len * elem.size());
                 self.cap = region.len() / elem.size();
+                if packed.huge() {
+                    h.stats.syscalls += u64::from(region.advise_huge());
+                }
                 return Ok(());
             }
             let g = region
@@ -512,13 +515,13 @@ impl RawInner {
         elem: Layout,
         exact: bool,
     ) -> Result<(), TryReserveError> {
+        let new_len = len
+            .checked_add(additional)
+            .ok_or(TryReserveError::capacity_overflow())?;
         let size = elem.size();
         if size == 0 {
             return Ok(());
         }
-        let new_len = len
-            .checked_add(additional)
-            .ok_or(TryReserveError::capacity_overflow())?;
         let was_mapped = self.is_mapped();
         let old_cap_bytes = self.cap * size;
         if self.needs_to_grow(len, additional) {
@@ -691,8 +694,10 @@ impl RawInner {
         }
         // SAFETY: `from..to` lies within our mapping (`to <= region.len()`); populating for
         // writing changes no byte.
-        let _ = unsafe { sys::populate_write(region.as_ptr().add(from), to - from) };
-        h.stats.syscalls += 1;
+        let r = unsafe { sys::populate_write(region.as_ptr().add(from), to - from) };
+        if r.is_ok() || sys::HAS_MREMAP {
+            h.stats.syscalls += 1; // the portable backend makes no call
+        }
     }
 
     /// Lowers the capacity to `max(len, min_cap)` if it is above. Best effort: if the smaller

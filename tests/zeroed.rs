@@ -22,6 +22,7 @@ const GIB: usize = 1 << 30;
 fn a_zeroed_gigabyte_faults_nothing_until_written() {
     for make in [
         (|| RemapVec::<u8>::zeroed(GIB)) as fn() -> RemapVec<u8>,
+        || remapvec![0; GIB],
         || remapvec![0u8; GIB],
         || {
             let mut v = RemapVec::new();
@@ -89,6 +90,15 @@ fn the_macro_has_vec_forms() {
     let mut later = remapvec![0; 10];
     later.push(1u8);
     assert_eq!(later.len(), 11);
+    // Element types inferred from the binding, not from the element (as with `vec!`).
+    let none: RemapVec<Option<String>> = remapvec![None; 3];
+    assert_eq!(none, [None, None, None]);
+    let def: RemapVec<String> = remapvec![Default::default(); 2];
+    assert_eq!(def, ["", ""]);
+    // Each operand is evaluated once.
+    let (mut e, mut n) = (0, 0);
+    let once = remapvec![{ e += 1; 7u8 }; { n += 1; 5 }];
+    assert_eq!((once.len(), e, n), (5, 1, 1));
     // In generic code (no `Pod` bound known): the clone path.
     fn generic<T: Clone>(x: T, n: usize) -> RemapVec<T> {
         remapvec![x; n]
@@ -138,4 +148,14 @@ proptest! {
             prop_assert_eq!(v.as_slice(), m.as_slice());
         }
     }
+}
+
+/// Zero-sized elements: counted like `Vec`'s, with an error (not an overflow) at the limit.
+#[test]
+fn zero_sized_elements_overflow_into_an_error() {
+    let mut v: RemapVec<()> = RemapVec::zeroed(usize::MAX - 1);
+    assert!(v.try_extend_zeroed(2).is_err());
+    assert_eq!(v.len(), usize::MAX - 1);
+    v.extend_zeroed(1);
+    assert_eq!(v.len(), usize::MAX);
 }

@@ -1,6 +1,6 @@
 //! The global allocator of the examples that compare allocators (`churn`, `pipeline`): one of
-//! glibc, mimalloc, jemalloc, `RemapAlloc` (around `System`) and `RemapAlloc::wrapping` mimalloc or
-//! jemalloc, chosen once from
+//! glibc, mimalloc, jemalloc, `RemapAlloc` (around `System`), `RemapAlloc::wrapping` mimalloc or
+//! jemalloc, and `RemapAlloc` with huge pages (`remap-huge`), chosen once from
 //! the environment variable [`ENV`] at the first allocation (read with `getenv`, which does not
 //! allocate) and fixed from then on. The parent process spawns itself once per allocator.
 
@@ -13,13 +13,14 @@ use tikv_jemallocator::Jemalloc;
 /// The variable that names the allocator of a child process.
 pub const ENV: &str = "REMAPVEC_ALLOC";
 /// The allocators, by the names [`ENV`] takes.
-pub const NAMES: [&str; 6] = [
+pub const NAMES: [&str; 7] = [
     "system",
     "mimalloc",
     "jemalloc",
     "remap",
     "remap+mimalloc",
     "remap+jemalloc",
+    "remap-huge",
 ];
 
 /// Forwards every call to the chosen allocator.
@@ -29,6 +30,7 @@ static CHOICE: AtomicU8 = AtomicU8::new(u8::MAX);
 static REMAP: RemapAlloc = RemapAlloc::new();
 static REMAP_MI: RemapAlloc<MiMalloc> = RemapAlloc::wrapping(MiMalloc);
 static REMAP_JE: RemapAlloc<Jemalloc> = RemapAlloc::wrapping(Jemalloc);
+static REMAP_HUGE: RemapAlloc = RemapAlloc::new().huge_pages(true);
 
 fn choice() -> u8 {
     match CHOICE.load(Relaxed) {
@@ -61,6 +63,7 @@ unsafe impl GlobalAlloc for Switch {
                 3 => REMAP.alloc(l),
                 4 => REMAP_MI.alloc(l),
                 5 => REMAP_JE.alloc(l),
+                6 => REMAP_HUGE.alloc(l),
                 _ => System.alloc(l),
             }
         }
@@ -74,6 +77,7 @@ unsafe impl GlobalAlloc for Switch {
                 3 => REMAP.alloc_zeroed(l),
                 4 => REMAP_MI.alloc_zeroed(l),
                 5 => REMAP_JE.alloc_zeroed(l),
+                6 => REMAP_HUGE.alloc_zeroed(l),
                 _ => System.alloc_zeroed(l),
             }
         }
@@ -87,6 +91,7 @@ unsafe impl GlobalAlloc for Switch {
                 3 => REMAP.dealloc(p, l),
                 4 => REMAP_MI.dealloc(p, l),
                 5 => REMAP_JE.dealloc(p, l),
+                6 => REMAP_HUGE.dealloc(p, l),
                 _ => System.dealloc(p, l),
             }
         }
@@ -100,6 +105,7 @@ unsafe impl GlobalAlloc for Switch {
                 3 => REMAP.realloc(p, l, n),
                 4 => REMAP_MI.realloc(p, l, n),
                 5 => REMAP_JE.realloc(p, l, n),
+                6 => REMAP_HUGE.realloc(p, l, n),
                 _ => System.realloc(p, l, n),
             }
         }

@@ -156,9 +156,10 @@ impl<T: Zeroable> RemapVec<T> {
     }
 }
 
-/// Support for [`remapvec!`](crate::remapvec): picks the zero-lazy path for plain-data elements
-/// whose bytes are all zero, `Clone` otherwise (chosen at the call site by method resolution,
-/// "autoref specialization": the first trait applies only to `bytemuck::Pod` types).
+/// Support for [`remapvec!`](crate::remapvec): for a literal element, picks the zero-lazy path
+/// when its type is plain data (`bytemuck::Pod`) and its bytes are all zero, `Clone` otherwise
+/// (chosen at the call site by method resolution, "autoref specialization": the first trait
+/// applies only to `Pod` types).
 #[doc(hidden)]
 pub mod __private {
     use super::RemapVec;
@@ -216,10 +217,11 @@ pub mod __private {
 /// Creates a [`RemapVec`] like [`vec!`]: `remapvec![]`, `remapvec![a, b, c]`,
 /// `remapvec![x; n]`.
 ///
-/// `remapvec![x; n]` clones `x` (`n` times, moving it into the last slot). When `x` is a plain
-/// data value ([`bytemuck::Pod`]: integers, floats, arrays of them...) whose bytes are all zero,
-/// it is [`RemapVec::zeroed`] instead: nothing is written, and a huge buffer costs nothing until
-/// it is touched, like `vec![0; n]`.
+/// `remapvec![x; n]` clones `x` (`n` times, moving it into the last slot). When `x` is a
+/// numeric literal zero (`0`, `0u8`, `0.0`, ...), it is [`RemapVec::zeroed`] instead: nothing is
+/// written, and a huge buffer costs nothing until it is touched, like `vec![0; n]`. For other
+/// zero values (`[0u8; 4]`, a constant, `T::zeroed()`), call [`RemapVec::zeroed`] directly:
+/// a macro cannot tell them apart while their type is still being inferred.
 ///
 /// ```
 /// use remapvec::{RemapVec, remapvec};
@@ -237,11 +239,18 @@ macro_rules! remapvec {
     () => {
         $crate::RemapVec::new()
     };
-    ($elem:expr; $n:expr) => {{
+    // A literal's type is a primitive, known or an integer/float being inferred (all `Pod`
+    // when numeric): the zero-lazy path can be chosen without fixing the type too early.
+    ($elem:literal; $n:expr) => {{
         #[allow(unused_imports)]
         use $crate::__private::{ViaClone as _, ViaZeroed as _};
         (&$crate::__private::Elem::new($elem)).make($n)
     }};
+    // Any other expression may have a type not inferred yet (`None`, `Default::default()`):
+    // cloned, as `vec!` does.
+    ($elem:expr; $n:expr) => {
+        $crate::__private::from_elem($elem, $n)
+    };
     ($($x:expr),+ $(,)?) => {
         $crate::RemapVec::from(<[_]>::into_vec(::std::boxed::Box::new([$($x),+])))
     };

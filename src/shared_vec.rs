@@ -1,7 +1,8 @@
 //! `SharedVec<T>`: an append-only buffer that grows without copying and without pulling memory
 //! out from under readers. The elements live in a memory file (`memfd`); growth extends the
 //! file and either extends the current view in place or maps a second, larger view of the
-//! same pages. Old views are unmapped when their last reader is gone. A forked child moves to a
+//! same pages. Old views are unmapped by the writer once their last reader is gone (never by a
+//! reader, so a reader never waits for a `munmap`). A forked child moves to a
 //! file of its own before its first append.
 
 use crate::error::{TryReserveError, TryReserveErrorKind};
@@ -114,6 +115,9 @@ struct Writer {
     prefaulted: usize,
     /// How pages are brought in; `Fault` once a populate call said it is not available.
     prefault: Prefault,
+    /// Some retired view was still held by a reader when last looked at: the next append
+    /// sweeps (readers never unmap).
+    retired: bool,
     stats: GrowStats,
 }
 
@@ -129,8 +133,9 @@ struct Writer {
 /// extended (`ftruncate`) and the current view is extended in place (`mremap` without
 /// `MREMAP_MAYMOVE`: its addresses stay valid); if the addresses after it are taken, a
 /// second, larger view of the same pages is mapped elsewhere and published. No element is
-/// copied and no reader waits. Readers still on the old view keep it; it is unmapped when the
-/// last of them drops its guard.
+/// copied and no reader waits. Readers still on the old view keep it; the writer unmaps it at
+/// its first append after the last of them drops its guard (a reader never unmaps, so it
+/// never waits for the kernel to tear a view down).
 ///
 /// At most [`MAX_VIEWS`] views are mapped at once. If a grow needs a new view while 15 old
 /// views are all still held by readers, the writer waits until one is released (a thread
@@ -308,6 +313,7 @@ impl<T: Copy + Send + Sync> SharedVec<T> {
                 fork_gen: 0,
                 prefaulted: 0,
                 prefault,
+                retired: false,
                 stats: GrowStats::ZERO,
             }),
             _t: PhantomData,
@@ -366,7 +372,8 @@ impl<T: Copy + Send + Sync> SharedVec<T> {
         self.writer.lock().stats
     }
 
-    /// Views mapped right now (the current one and old ones still held by readers).
+    /// Views mapped right now: the current one, and old ones still held by readers or released
+    /// since the writer's last append (the writer unmaps old views; readers never do).
     ///
     /// ```
     /// let v = remapvec::SharedVec::new();
@@ -432,15 +439,32 @@ impl<T: Copy + Send + Sync> SharedVec<T> {
         }
     }
 
-    /// Drops one reader of `slot`; the last reader of a retired view unmaps it.
+    /// Drops one reader of `slot`. Never unmaps: a retired view is unmapped by the writer
+    /// (see [`sweep`](Self::sweep)), so a reader never waits for a `munmap` (a GiB of view
+    /// takes the kernel a good fraction of a second to tear down).
     fn release(&self, slot: usize) {
-        let v = &self.views[slot];
-        if v.readers.fetch_sub(1, SeqCst) == 1 && v.state.load(SeqCst) == RETIRED {
-            self.reclaim(slot);
-        }
+        self.views[slot].readers.fetch_sub(1, SeqCst);
     }
 
-    /// Unmaps the retired view `slot` if nobody reads it; one thread wins the race to do it.
+    /// Unmaps every retired view that no reader holds any more; remembers whether some are
+    /// still held. Called by the writer, under its lock.
+    #[cold]
+    #[inline(never)]
+    fn sweep(&self, w: &mut Writer) {
+        let mut held = false;
+        for (i, v) in self.views.iter().enumerate() {
+            if v.state.load(SeqCst) == RETIRED {
+                if v.readers.load(SeqCst) == 0 {
+                    self.reclaim(i);
+                }
+                held |= v.state.load(SeqCst) == RETIRED;
+            }
+        }
+        w.retired = held;
+    }
+
+    /// Unmaps the retired view `slot` if nobody reads it (the writer only: `sweep`, `publish`,
+    /// `free_slot`).
     fn reclaim(&self, slot: usize) {
         let v = &self.views[slot];
         if v.state
@@ -450,12 +474,9 @@ impl<T: Copy + Send + Sync> SharedVec<T> {
             return;
         }
         if v.readers.load(SeqCst) != 0 {
-            // A reader (maybe one that is about to notice the view is old) is on it; the
-            // last one to leave reclaims.
+            // A reader (maybe one that is about to notice the view is old) is on it: the
+            // writer's next `sweep` tries again.
             v.state.store(RETIRED, SeqCst);
-            if v.readers.load(SeqCst) == 0 {
-                self.reclaim(slot);
-            }
             return;
         }
         let ptr = v.ptr.swap(core::ptr::null_mut(), SeqCst);
@@ -518,6 +539,9 @@ impl<T: Copy + Send + Sync> SharedVec<T> {
     /// ```
     pub fn try_extend_from_slice(&self, xs: &[T]) -> Result<(), TryReserveError> {
         let mut w = self.writer.lock();
+        if w.retired {
+            self.sweep(&mut w);
+        }
         let len = self.len.load(Relaxed);
         let need = len
             .checked_add(xs.len())
@@ -740,6 +764,7 @@ impl<T: Copy + Send + Sync> SharedVec<T> {
             if self.views[o].readers.load(SeqCst) == 0 {
                 self.reclaim(o);
             }
+            w.retired |= self.views[o].state.load(SeqCst) == RETIRED;
         }
     }
 
@@ -835,6 +860,11 @@ mod tests {
             assert_eq!(v.stats().bytes_copied, 0);
         }
         drop(guards);
+        // Readers never unmap: the writer does, at its next append.
+        if sys::HAS_MREMAP {
+            assert!(v.views_mapped() > 1);
+        }
+        v.extend_from_slice(&[]);
         assert_eq!(v.views_mapped(), 1);
     }
 

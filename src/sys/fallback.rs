@@ -196,9 +196,15 @@ unsafe fn discard(slot: &Slot, base: usize, addr: usize, len: usize, zero: bool)
     {
         // SAFETY: the caller owns part of the map (`map_of`) and the range (the advice drops
         // its pages; nothing refers to them), which lies inside the map (`find`).
-        let _ = unsafe {
+        let advised = unsafe {
             map_of(slot).unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, off, len)
         };
+        // The kernel refuses the advice for locked pages (`mlock`, `mlockall`): they keep
+        // their bytes, so zero them by hand.
+        if zero && cfg!(target_os = "linux") && advised.is_err() {
+            // SAFETY: the caller owns the range, which is read-write memory of its map.
+            unsafe { (addr as *mut u8).write_bytes(0, len) };
+        }
     }
     #[cfg(not(unix))]
     let _ = (slot, off);

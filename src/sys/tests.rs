@@ -290,3 +290,31 @@ fn decommitted_memory_reads_as_zero_when_committed_again() {
         unmap(p, 4 * page).unwrap();
     }
 }
+
+/// Memory the portable backend zeroes reads zero even when its pages are locked (the kernel
+/// refuses `MADV_DONTNEED` for them). A reviewer's reproduction: an arena region freed while
+/// locked came back with its old bytes.
+#[cfg(any(not(target_os = "linux"), feature = "force-fallback"))]
+#[test]
+fn decommitted_locked_memory_reads_zero() {
+    let page = page_size();
+    let len = 16 * page;
+    // SAFETY: a fresh reservation of ours, committed, written, locked, decommitted, unmapped.
+    unsafe {
+        let p = map_anon(0, len).unwrap();
+        p.write_bytes(0xAB, len);
+        if libc::mlock(p.cast(), len) != 0 {
+            let _ = unmap(p, len);
+            return; // RLIMIT_MEMLOCK too low here: nothing to check
+        }
+        decommit(p, len).unwrap();
+        commit(p, len).unwrap();
+        let bytes = core::slice::from_raw_parts(p, len);
+        assert!(
+            bytes.iter().all(|&b| b == 0),
+            "locked pages kept their bytes"
+        );
+        libc::munlock(p.cast(), len);
+        let _ = unmap(p, len);
+    }
+}

@@ -1119,8 +1119,18 @@ impl PageArena {
         // arena with no fence (the caller checked): read-write pages it committed and still
         // holds, and its reservation. `decommit` never unmaps on Linux (the only backend that
         // remaps), even when it fails.
-        unsafe { sys::decommit(self.base.add(first), last + last_len - first) }
-            .map_err(|e| ArenaError::os("madvise", e))?;
+        if let Err(e) = unsafe { sys::decommit(self.base.add(first), last + last_len - first) } {
+            // Part of the span may now be `PROT_NONE` (or, with locked pages, still hold its
+            // bytes): none of it may stay warm. Re-reserve it whole, as any failed decommit.
+            garbage.remove(dst, len);
+            let (calls, all) = self.discard_raw(first, last + last_len - first);
+            rep.syscalls += calls;
+            if all {
+                return Ok(());
+            }
+            self.rebuild_holes();
+            return Err(ArenaError::os("madvise", e));
+        }
         garbage.remove(dst, len);
         rep.bytes_released += warm.iter().map(|&(_, l)| l as u64).sum::<u64>();
         Ok(())

@@ -186,7 +186,8 @@ impl PageArena {
             self.warm.insert(off, len);
             self.trim_warm(self.warm_budget())
         } else {
-            self.discard(off, len)
+            // The live bytes fell: so did the budget, which the warm pages must keep to.
+            self.discard(off, len) + self.trim_warm(self.warm_budget())
         }
     }
 

@@ -1010,3 +1010,26 @@ mod partial_move_foreign {
         foreign::release();
     }
 }
+
+/// Freeing a region too large to stay warm lowers the warm budget with the live bytes, and the
+/// warm pages are trimmed to it (a review found them left above it, with no live region at
+/// all).
+#[test]
+fn the_warm_budget_holds_after_a_large_free() {
+    let mut a = PageArena::new();
+    let big = a.alloc(8 << 20).unwrap();
+    let small: Vec<RegionId> = (0..16).map(|_| a.alloc(64 << 10).unwrap()).collect();
+    for &id in &small {
+        a.get_mut(id).unwrap().fill(0xAB);
+    }
+    for &id in &small {
+        a.free(id).unwrap();
+    }
+    a.free(big).unwrap();
+    assert!(
+        a.warm_bytes() <= a.warm_budget(),
+        "warm {} > budget {}",
+        a.warm_bytes(),
+        a.warm_budget()
+    );
+}

@@ -53,7 +53,16 @@ impl PageArena {
             // them. `decommit` never unmaps on Linux, even when it fails.
             let r = unsafe { sys::decommit(self.base.add(first), span) };
             if let Err(err) = r {
+                // Part of the span may be `PROT_NONE` now (or, with locked pages, still hold
+                // its bytes): none of it may stay warm. Re-reserve it whole, as any failed
+                // decommit, so that the hole holds only zeroed reservation.
+                let _ = self.warm.remove(first, span);
+                let (c, all) = self.discard_raw(first, span);
+                calls += c;
                 self.holes.insert(dst, new_mapped);
+                if !all {
+                    self.rebuild_holes();
+                }
                 restore(self);
                 self.stats.regions.syscalls += calls;
                 return Err(ArenaError::os("madvise", err));

@@ -12,7 +12,9 @@ use crate::sys::{self, Errno};
 use core::alloc::Layout;
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering::*};
-use parking_lot::Mutex;
+use lock::Mutex;
+
+mod lock;
 
 /// How many views can be mapped at once: the current one and up to 15 old ones that readers
 /// still hold.
@@ -505,7 +507,7 @@ impl<T: Copy + Send + Sync> SharedVec<T> {
     /// assert_eq!(v.read()[0], 'x');
     /// ```
     pub fn push(&self, x: T) {
-        if let Err(e) = self.try_extend_from_slice(core::slice::from_ref(&x)) {
+        if let Err(e) = self.append(core::slice::from_ref(&x)) {
             crate::raw::handle_error(e);
         }
     }
@@ -538,6 +540,14 @@ impl<T: Copy + Send + Sync> SharedVec<T> {
     /// assert!(v.try_extend_from_slice(&[1, 2]).is_ok());
     /// ```
     pub fn try_extend_from_slice(&self, xs: &[T]) -> Result<(), TryReserveError> {
+        self.append(xs)
+    }
+
+    /// `try_extend_from_slice`, inlined into each caller so that `push` (one element, a
+    /// length known at compile time) writes its element with one store instead of calling
+    /// `memcpy`.
+    #[inline(always)]
+    fn append(&self, xs: &[T]) -> Result<(), TryReserveError> {
         let mut w = self.writer.lock();
         if w.retired {
             self.sweep(&mut w);

@@ -1,6 +1,7 @@
 //! `RemapAlloc` against `System`: the overhead on small allocations (many 16–1024 byte
 //! alloc/free pairs), large-block churn (allocate, write every byte, free, at 256 KiB to
-//! 64 MiB, also against mimalloc and `RemapAlloc::wrapping(MiMalloc)`), and the time of one
+//! 64 MiB, and at 64 mixed sizes of 128 KiB to 8 MiB with four alive at a time, also against
+//! mimalloc and `RemapAlloc::wrapping(MiMalloc)`), and the time of one
 //! 1 GiB -> 2 GiB `realloc` of a block whose pages are all touched.
 //!
 //! ```text
@@ -101,6 +102,61 @@ fn bench_churn_large(c: &mut Criterion) {
     churn_sizes(c, &[8 << 20, 64 << 20]);
 }
 
+/// 64 sizes of 128 KiB to 8 MiB, log-uniform, the same for every allocator.
+fn mixed_sizes() -> Vec<usize> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..64)
+        .map(|_| {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            let u = (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64;
+            ((128 << 10) as f64 * 64f64.powf(u)) as usize
+        })
+        .collect()
+}
+
+/// Mixed-size churn: each of `sizes` allocated, written whole, and freed four allocations
+/// later (four alive at a time), as a program's scratch buffers are.
+fn churn_mixed<A: GlobalAlloc>(a: &A, sizes: &[usize], fill: u8) {
+    let mut live = [(std::ptr::null_mut::<u8>(), 0usize); 4];
+    let free = |(p, s): (*mut u8, usize)| {
+        if !p.is_null() {
+            // SAFETY: a live block of `s` bytes, allocated with this layout.
+            unsafe { a.dealloc(p, Layout::from_size_align(s, 8).unwrap()) };
+        }
+    };
+    for (i, &size) in sizes.iter().enumerate() {
+        free(live[i % 4]);
+        // SAFETY: non-zero size; the block is written within its size.
+        let p = unsafe { a.alloc(Layout::from_size_align(size, 8).unwrap()) };
+        assert!(!p.is_null());
+        // SAFETY: `size` bytes of a live block.
+        unsafe { p.write_bytes(fill, size) };
+        live[i % 4] = (black_box(p), size);
+    }
+    live.into_iter().for_each(free);
+}
+
+fn bench_churn_mixed(c: &mut Criterion) {
+    let sizes = mixed_sizes();
+    let remap = RemapAlloc::new();
+    let remap_mi = RemapAlloc::wrapping(mimalloc::MiMalloc);
+    let mut g = c.benchmark_group("churn_mixed_128K_8M_x64");
+    g.throughput(Throughput::Bytes(sizes.iter().sum::<usize>() as u64));
+    g.bench_function("System", |b| b.iter(|| churn_mixed(&System, &sizes, 1)));
+    g.bench_function("mimalloc", |b| {
+        b.iter(|| churn_mixed(&mimalloc::MiMalloc, &sizes, 2))
+    });
+    g.bench_function("RemapAlloc<System>", |b| {
+        b.iter(|| churn_mixed(&remap, &sizes, 3))
+    });
+    g.bench_function("RemapAlloc<MiMalloc>", |b| {
+        b.iter(|| churn_mixed(&remap_mi, &sizes, 4))
+    });
+    g.finish();
+}
+
 /// Times only the realloc: setup (allocate, touch every page) and free are outside the clock.
 fn realloc_1g_to_2g<A: GlobalAlloc>(a: &A, iters: u64) -> Duration {
     let mut total = Duration::ZERO;
@@ -140,7 +196,7 @@ criterion_group!(small, bench_small, bench_churn_small);
 criterion_group! {
     name = large;
     config = Criterion::default().sample_size(20);
-    targets = bench_churn_large
+    targets = bench_churn_large, bench_churn_mixed
 }
 criterion_group! {
     name = realloc;

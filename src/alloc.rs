@@ -235,6 +235,76 @@ static REUSED: AtomicU64 = AtomicU64::new(0);
 static CROSSINGS: AtomicU64 = AtomicU64::new(0);
 static BYTES_CROSSING: AtomicU64 = AtomicU64::new(0);
 
+/// The mapping (`Region::origin`) of each live large block, by address, so that a freed
+/// block joins the kept pieces of its own mapping in the recycler (and a realloc knows which
+/// mapping it grows). A fixed table, lock-free and allocation-free: a block is recorded in one
+/// of [`PROBE`] entries from its hash, and one that finds them all taken is simply not
+/// recorded (its origin is unknown: it is kept alone, never joined).
+mod origins {
+    use core::sync::atomic::{AtomicUsize, Ordering::*};
+
+    /// Entries: 8192 (128 KiB of zeroed statics, touched only as used).
+    const SIZE: usize = 1 << 13;
+    /// Entries looked at from a block's hash.
+    const PROBE: usize = 16;
+    /// An entry freed by [`take`]; reusable.
+    const GONE: usize = 1;
+
+    struct Entry {
+        /// 0: never used; [`GONE`]: free again; else the block's address.
+        addr: AtomicUsize,
+        origin: AtomicUsize,
+    }
+
+    static TABLE: [Entry; SIZE] = [const {
+        Entry {
+            addr: AtomicUsize::new(0),
+            origin: AtomicUsize::new(0),
+        }
+    }; SIZE];
+
+    fn window(addr: usize) -> impl Iterator<Item = &'static Entry> {
+        let h = (addr >> 12).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (usize::BITS - 13);
+        (0..PROBE).map(move |i| &TABLE[(h + i) % SIZE])
+    }
+
+    /// Records the origin of the block at `addr` (not recorded when 0 or when its entries are
+    /// all taken).
+    pub(super) fn record(addr: usize, origin: usize) {
+        if origin == 0 {
+            return;
+        }
+        for e in window(addr) {
+            let a = e.addr.load(Relaxed);
+            if (a == 0 || a == GONE) && e.addr.compare_exchange(a, addr, Acquire, Relaxed).is_ok() {
+                // Read only by whoever frees or reallocates the block, which happens after
+                // the allocation that records it returned.
+                e.origin.store(origin, Release);
+                return;
+            }
+        }
+    }
+
+    /// The recorded origin of the block at `addr` (0: unknown), left recorded.
+    pub(super) fn get(addr: usize) -> usize {
+        window(addr)
+            .find(|e| e.addr.load(Relaxed) == addr)
+            .map_or(0, |e| e.origin.load(Acquire))
+    }
+
+    /// The recorded origin of the block at `addr` (0: unknown), forgotten.
+    pub(super) fn take(addr: usize) -> usize {
+        for e in window(addr) {
+            if e.addr.load(Relaxed) == addr {
+                let o = e.origin.load(Acquire);
+                e.addr.store(GONE, Release);
+                return o;
+            }
+        }
+        0
+    }
+}
+
 /// With [`RemapAlloc::huge_pages`], blocks of this size and more are advised for transparent
 /// huge pages (2 MiB: the smallest size that can hold one).
 const HUGE_BLOCK: usize = crate::sys::PMD_SIZE;
@@ -247,7 +317,10 @@ fn alloc_large(layout: Layout, zero: bool, huge: bool) -> *mut u8 {
         LARGE_LIVE.fetch_add(1, Relaxed);
         LARGE_ALLOCS.fetch_add(1, Relaxed);
         REUSED.fetch_add(1, Relaxed);
-        SYSCALLS.fetch_add(u64::from(calls), Relaxed);
+        if calls > 0 {
+            SYSCALLS.fetch_add(u64::from(calls), Relaxed);
+        }
+        origins::record(region.as_ptr() as usize, region.origin());
         let p = region.into_raw_parts().0.as_ptr();
         if zero {
             // SAFETY: the block is `layout.size()` bytes (rounded up to pages) of our mapping;
@@ -262,6 +335,7 @@ fn alloc_large(layout: Layout, zero: bool, huge: bool) -> *mut u8 {
             LARGE_LIVE.fetch_add(1, Relaxed);
             LARGE_ALLOCS.fetch_add(1, Relaxed);
             SYSCALLS.fetch_add(u64::from(calls + advised), Relaxed);
+            origins::record(region.as_ptr() as usize, region.origin());
             // Fresh anonymous pages are zero: nothing to write even when zeroing.
             region.into_raw_parts().0.as_ptr()
         }
@@ -272,15 +346,17 @@ fn alloc_large(layout: Layout, zero: bool, huge: bool) -> *mut u8 {
 /// The region behind a large block, not to be dropped unless the block is freed.
 ///
 /// # Safety
-/// `ptr` was returned by `alloc_large` (or a large resize) for a block of `layout`.
-unsafe fn region_of(ptr: *mut u8, layout: Layout) -> ManuallyDrop<Region> {
+/// `ptr` was returned by `alloc_large` (or a large resize) for a block of `layout`. `origin`:
+/// the block's recorded origin (see [`origins`]).
+unsafe fn region_of(ptr: *mut u8, layout: Layout, origin: usize) -> ManuallyDrop<Region> {
     // A region's length is its block size rounded up to pages, computed the same way here.
     let len = sys::round_to_page(layout.size()).unwrap_or(usize::MAX);
     // SAFETY: per the caller, `ptr..ptr + len` is the mapping made for this block, aligned to
     // `layout.align()`, and it is non-null.
-    ManuallyDrop::new(unsafe {
-        Region::from_raw_parts(NonNull::new_unchecked(ptr), len, layout.align())
-    })
+    ManuallyDrop::new(
+        unsafe { Region::from_raw_parts(NonNull::new_unchecked(ptr), len, layout.align()) }
+            .with_origin(origin),
+    )
 }
 
 /// # Safety
@@ -289,10 +365,13 @@ unsafe fn dealloc_large(ptr: *mut u8, layout: Layout, huge: bool) {
     // SAFETY: per the caller, `ptr` is a live large block of `layout`: a mapping this allocator
     // made (or took whole from the recycler) and never gave up, so it is still ours; the region
     // goes to the recycler, which keeps it or unmaps it, and the block is freed.
-    let region = ManuallyDrop::into_inner(unsafe { region_of(ptr, layout) });
+    let region =
+        ManuallyDrop::into_inner(unsafe { region_of(ptr, layout, origins::take(ptr as usize)) });
     let dirty = region.len();
     let calls = recycle::put(region, dirty, huge);
-    SYSCALLS.fetch_add(u64::from(calls), Relaxed);
+    if calls > 0 {
+        SYSCALLS.fetch_add(u64::from(calls), Relaxed);
+    }
     LARGE_LIVE.fetch_sub(1, Relaxed);
 }
 
@@ -302,8 +381,9 @@ unsafe fn dealloc_large(ptr: *mut u8, layout: Layout, huge: bool) {
 /// `ptr` is a live large block of `layout`; the caller gives up its old address on success.
 /// `huge`: the allocator advises blocks of `new_size` for huge pages.
 unsafe fn resize_large(ptr: *mut u8, layout: Layout, new_size: usize, huge: bool) -> *mut u8 {
+    let origin = origins::get(ptr as usize);
     // SAFETY: forwarded from the caller.
-    let mut region = unsafe { region_of(ptr, layout) };
+    let mut region = unsafe { region_of(ptr, layout, origin) };
     if new_size >= layout.size() {
         let Ok(g) = region.grow(new_size) else {
             return ptr::null_mut();
@@ -328,6 +408,10 @@ unsafe fn resize_large(ptr: *mut u8, layout: Layout, new_size: usize, huge: bool
             Ok(calls) => SYSCALLS.fetch_add(u64::from(calls), Relaxed),
             Err(_) => return ptr::null_mut(),
         };
+    }
+    if region.as_ptr() != ptr || region.origin() != origin {
+        origins::take(ptr as usize);
+        origins::record(region.as_ptr() as usize, region.origin());
     }
     region.as_ptr()
 }

@@ -138,6 +138,21 @@ impl Region {
         }
     }
 
+    /// Which mapping this is a piece of (see the field); 0 when unknown.
+    pub(crate) fn origin(&self) -> usize {
+        self.origin
+    }
+
+    /// Says which mapping this region is a piece of: an `origin` that a region with this
+    /// region's pages had before it was given up with [`into_raw_parts`](Self::into_raw_parts).
+    /// A wrong origin costs speed only (the recycler may join it with a piece of another
+    /// mapping, which `mremap` then cannot grow as one), never memory: a region owns its pages
+    /// whatever its origin.
+    pub(crate) fn with_origin(mut self, origin: usize) -> Region {
+        self.origin = origin;
+        self
+    }
+
     /// Gives up ownership without unmapping: returns `(ptr, len)`.
     pub(crate) fn into_raw_parts(self) -> (NonNull<u8>, usize) {
         let parts = (self.ptr, self.len);
@@ -239,6 +254,45 @@ impl Region {
                 bytes: copied,
             }),
             Err(e) => Err(if sys::HAS_MREMAP { err } else { e }),
+        }
+    }
+
+    /// Grows the mapping to `new_len` bytes (a page multiple, more than its length) with
+    /// `mremap` alone: in place when the addresses after it are free, else moved where the
+    /// kernel likes (regions aligned to a page at most). Never copies and never maps anew: the
+    /// pages it has stay faulted in, only the new ones are fresh (zero). Returns whether it
+    /// grew and the system calls made; when it did not, nothing changed.
+    ///
+    /// `&mut self` proves no reference into the mapping is alive, so it may move.
+    pub(crate) fn grow_by_remap(&mut self, new_len: usize) -> (bool, u32) {
+        debug_assert!(new_len > self.len && new_len.is_multiple_of(sys::page_size()));
+        if !sys::HAS_MREMAP || new_len > isize::MAX as usize {
+            return (false, 0);
+        }
+        // SAFETY: we own the whole mapping; growing in place never replaces anything (the
+        // kernel refuses when the addresses after it are taken).
+        if unsafe { sys::remap_in_place(self.as_ptr(), self.len, new_len) }.is_ok() {
+            LIVE_BYTES.fetch_add(new_len - self.len, Ordering::Relaxed);
+            self.len = new_len;
+            return (true, 1);
+        }
+        if self.align > sys::page_size() {
+            return (false, 1);
+        }
+        // SAFETY: we own the mapping and `&mut self` means no reference into it; without
+        // MREMAP_FIXED the kernel picks free addresses and replaces nothing.
+        match unsafe { sys::remap_maymove(self.as_ptr(), self.len, new_len) } {
+            Ok(p) => {
+                if p != self.as_ptr() {
+                    self.origin = new_origin();
+                }
+                // SAFETY: mremap never returns null on success.
+                self.ptr = unsafe { NonNull::new_unchecked(p) };
+                LIVE_BYTES.fetch_add(new_len - self.len, Ordering::Relaxed);
+                self.len = new_len;
+                (true, 2)
+            }
+            Err(_) => (false, 2),
         }
     }
 

@@ -90,6 +90,35 @@ fn zeroed_blocks_from_dirty_kept_mappings_read_zero() {
     }
 }
 
+/// Zeroed blocks of other sizes than the dirty kept mapping: trimmed from a larger one (its
+/// dirty extent shortened with it), grown from a smaller one (the old pages dirty, the new ones
+/// fresh), or made of pieces joined again, read zero everywhere.
+#[test]
+fn zeroed_blocks_trimmed_grown_or_joined_from_dirty_kept_mappings_read_zero() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for (dirty, asked) in [
+        (5 << 20, 1 << 20),
+        (5 << 20, 7 << 20),
+        (300 << 10, 2 << 20),
+        (8 << 20, (3 << 20) + 5),
+    ] {
+        let mut d = vec![0xA5u8; dirty];
+        std::hint::black_box(&mut d);
+        drop(d);
+        let z = vec![0u8; asked];
+        assert!(
+            z.iter().all(|&b| b == 0),
+            "{asked} bytes zeroed after {dirty} dirty ones"
+        );
+        // A dirty block taken from the same kept memory, then freed: it joins the rest again.
+        let mut d = vec![0x5Au8; asked / 2 + 1];
+        std::hint::black_box(&mut d);
+        drop((z, d));
+        let z = vec![0u8; dirty];
+        assert!(z.iter().all(|&b| b == 0), "{dirty} bytes zeroed after joins");
+    }
+}
+
 /// 12 000 live 128 KiB blocks, one byte written in each: the page tables they need are within
 /// twice what glibc needs (96 MB before, when each sat alone in a 4 GiB slot).
 #[test]

@@ -6,17 +6,26 @@
 //! [`MIN_KEEP`] to [`MAX_KEEP`] bytes are kept as they are, pages and all, and handed to the next
 //! request of about their size.
 //!
-//! * **Size classes.** Class `c` holds regions of `(2^(c-1), 2^c]` pages, in [`SLOTS`] slots. A
-//!   request of `n` pages looks in its own class (whose regions are `< 2n`) and then in the next
-//!   one, trimming what it takes there to `n` pages (the tail goes back to the
-//!   recycler, or to the kernel when it is below [`MIN_KEEP`]), so a buffer never gets more than
-//!   twice what it asked for.
+//! * **Size classes, best fit.** Class `c` holds regions of `(2^(c-1), 2^c]` pages, in
+//!   [`SLOTS`] slots. A request of `n` pages takes the smallest kept region that fits, looking
+//!   in its own class and then in larger ones, and trims it to `n` pages when it is more than
+//!   the request may get (an allocator block: exactly its pages; a vector: at most twice what it
+//!   asked for). The excess stays kept right after the block, whatever its size.
+//! * **Joining.** A region that is kept joins the kept regions right before and after it that
+//!   are pieces of the same kernel mapping (`Region::origin`), so a mapping trimmed for smaller
+//!   requests is whole again once they come back. Without it, a churn of mixed sizes chopped
+//!   the kept mappings into ever smaller pieces, and the largest requests found nothing and
+//!   faulted in fresh mappings.
+//! * **Growing a smaller one.** When nothing kept is large enough, the largest smaller region is
+//!   grown with `mremap` (in place when the addresses after it are free, else moved, never
+//!   copied): its pages stay faulted in, only the missing ones are new.
 //! * **Growth without faults.** A growing vector may take the first pages of a larger kept
 //!   region ([`Fit::Grow`]); the rest stays kept right after it, and the vector takes it over
 //!   when it grows ([`claim_after`]), only from the same kernel mapping (`Region::origin`), so
 //!   the joined region is still one mapping that `mremap` can grow.
 //! * **Lock-free, allocation-free.** A slot is claimed by a compare-exchange (`EMPTY`/`FULL` to
-//!   `BUSY`), filled or emptied, and released with a store. No thread ever waits for another, so
+//!   `BUSY`), filled or emptied, and released with a store; a bitmap of the slots that may be
+//!   full keeps scans short. No thread ever waits for another, so
 //!   a signal or a `fork` in the middle of a call cannot leave anything held: a child that finds
 //!   a slot `BUSY` skips it (the mapping in it is leaked in the child). Usable from `GlobalAlloc`.
 //! * **Bounded, exactly.** Bytes are counted in `KEPT` *before* a slot is filled and uncounted
@@ -91,6 +100,15 @@ const NEW_SLOT: Slot = Slot {
 const NEW_CLASS: [Slot; SLOTS] = [NEW_SLOT; SLOTS];
 
 static BINS: [[Slot; SLOTS]; CLASSES] = [NEW_CLASS; CLASSES];
+/// A bit per slot that may be `FULL` (slot `i` of class `c` is bit `c * SLOTS + i`), 64 to a
+/// word: scans look only at those. A bit is set after its slot is stored `FULL` and cleared (by
+/// the thread that holds the slot `BUSY`) before it is stored `EMPTY`, so a `FULL` slot's bit
+/// is clear only for the moment between the two stores of `fill`; a set bit over a slot that
+/// is not `FULL` costs a look.
+static OCCUPIED: [AtomicU64; WORDS] = [const { AtomicU64::new(0) }; WORDS];
+/// Words of [`OCCUPIED`].
+const WORDS: usize = (CLASSES * SLOTS).div_ceil(64);
+const _: () = assert!(64 % SLOTS == 0, "a class's bits lie in one word");
 /// Bytes in `FULL` slots plus bytes promised to slots being filled.
 static KEPT: AtomicUsize = AtomicUsize::new(0);
 static FLOOR: AtomicUsize = AtomicUsize::new(DEFAULT_FLOOR);
@@ -103,6 +121,7 @@ static ENABLED: AtomicU8 = AtomicU8::new(0);
 static HITS: AtomicU64 = AtomicU64::new(0);
 static MISSES: AtomicU64 = AtomicU64::new(0);
 static DECAYED: AtomicU64 = AtomicU64::new(0);
+static GROWN: AtomicU64 = AtomicU64::new(0);
 static RELEASED_BYTES: AtomicU64 = AtomicU64::new(0);
 
 /// The recycler's limits, process-wide. Read with [`CacheConfig::current`], change with
@@ -204,6 +223,9 @@ pub struct CacheStats {
     pub hits: u64,
     /// Requests that found none and mapped anew.
     pub misses: u64,
+    /// Requests served by growing a smaller kept region with `mremap` (counted in `hits`
+    /// too): its pages were reused, only the missing ones are new.
+    pub grown: u64,
     /// Regions unmapped because they stayed unused past the decay delay.
     pub decayed: u64,
     /// Bytes given back to the kernel by the recycler (decay, limit, release).
@@ -224,6 +246,7 @@ pub(crate) fn stats() -> CacheStats {
         limit_bytes: limit(),
         hits: HITS.load(Relaxed),
         misses: MISSES.load(Relaxed),
+        grown: GROWN.load(Relaxed),
         decayed: DECAYED.load(Relaxed),
         released_bytes: RELEASED_BYTES.load(Relaxed),
     }
@@ -261,49 +284,156 @@ fn class(len: usize) -> usize {
     (pages.next_power_of_two().trailing_zeros() as usize).min(CLASSES - 1)
 }
 
-/// Empties slot `s`, which the caller moved from `FULL` to `BUSY`; returns `(addr, len, dirty,
-/// meta)`. The bytes stay counted in `KEPT`.
-fn empty(s: &Slot) -> (usize, usize, usize, usize) {
-    let e = (
-        s.addr.load(Relaxed),
-        s.len.load(Relaxed),
-        s.dirty.load(Relaxed),
-        s.meta.load(Relaxed),
-    );
+/// Where slot `s` is in [`BINS`]: its bit in [`OCCUPIED`] (`word`, `mask`).
+fn position(s: &Slot) -> (usize, u64) {
+    let i = (s as *const Slot as usize - BINS.as_ptr() as usize) / core::mem::size_of::<Slot>();
+    (i / 64, 1 << (i % 64))
+}
+
+/// The slots whose bits are set in `m`, bits `from..` of word `w`: hints, each to be checked by
+/// its `state`.
+fn slots_of(w: usize, mut m: u64) -> impl Iterator<Item = &'static Slot> {
+    core::iter::from_fn(move || {
+        if m == 0 {
+            return None;
+        }
+        let b = m.trailing_zeros() as usize;
+        m &= m - 1;
+        Some(&BINS.as_flattened()[w * 64 + b])
+    })
+}
+
+/// The slots of class `c` whose occupancy bit is set.
+fn marked(c: usize) -> impl Iterator<Item = &'static Slot> {
+    let first = c * SLOTS;
+    let (w, shift) = (first / 64, first % 64);
+    let m = OCCUPIED[w].load(Acquire) & (((1u64 << SLOTS) - 1) << shift);
+    slots_of(w, m)
+}
+
+/// The slots of every class whose occupancy bit is set.
+fn all_marked() -> impl Iterator<Item = &'static Slot> {
+    (0..WORDS).flat_map(|w| slots_of(w, OCCUPIED[w].load(Acquire)))
+}
+
+/// The contents of a slot: a kept region.
+#[derive(Clone, Copy, Debug)]
+struct Kept {
+    addr: usize,
+    len: usize,
+    /// Leading bytes that may be non-zero.
+    dirty: usize,
+    /// Alignment, with bit 0 set when advised for huge pages.
+    meta: usize,
+    /// See `Region::origin`.
+    origin: usize,
+}
+
+impl Kept {
+    fn end(&self) -> usize {
+        self.addr + self.len
+    }
+
+    fn huge(&self) -> bool {
+        self.meta & 1 == 1
+    }
+
+    /// Takes ownership of the kept mapping again as a region.
+    ///
+    /// # Safety
+    /// The caller took `self` out of its slot (or out of a region it owned): nothing else can
+    /// reach the mapping.
+    unsafe fn into_region(self) -> Option<Region> {
+        // SAFETY: per the caller, `addr..addr + len` is a mapping the recycler owned alone, made
+        // by a `Region` with alignment `meta & !1` (its pieces are page-aligned).
+        let mut r = unsafe {
+            Region::from_raw_parts(
+                NonNull::new(self.addr as *mut u8)?,
+                self.len,
+                self.meta & !1,
+            )
+        };
+        r.origin = self.origin;
+        Some(r)
+    }
+}
+
+/// The slot's contents as seen now (a consistent value only while the caller holds it `BUSY`).
+fn read(s: &Slot) -> Kept {
+    Kept {
+        addr: s.addr.load(Relaxed),
+        len: s.len.load(Relaxed),
+        dirty: s.dirty.load(Relaxed),
+        meta: s.meta.load(Relaxed),
+        origin: s.origin.load(Relaxed),
+    }
+}
+
+/// Empties slot `s`, which the caller moved from `FULL` to `BUSY`, and returns what it held.
+/// The bytes stay counted in `KEPT`.
+fn empty(s: &Slot) -> Kept {
+    let k = read(s);
+    let (w, bit) = position(s);
+    // Cleared while we hold the slot, so never after a later filler's set.
+    OCCUPIED[w].fetch_and(!bit, Relaxed);
     s.state.store(EMPTY, Release);
-    e
+    k
+}
+
+/// Fills slot `s`, which the caller moved from `EMPTY` to `BUSY`, with `k`.
+fn fill(s: &Slot, k: Kept, now: u64) {
+    s.addr.store(k.addr, Relaxed);
+    s.len.store(k.len, Relaxed);
+    s.dirty.store(k.dirty.min(k.len), Relaxed);
+    s.meta.store(k.meta, Relaxed);
+    s.stamp.store(now, Relaxed);
+    s.origin.store(k.origin, Relaxed);
+    s.state.store(FULL, Release);
+    let (w, bit) = position(s);
+    OCCUPIED[w].fetch_or(bit, Release);
+}
+
+/// Claims the slot `s` (seen `FULL`) and empties it if `fits` still holds once claimed.
+fn claim_slot(s: &Slot, fits: impl Fn(&Kept) -> bool) -> Option<Kept> {
+    if s.state
+        .compare_exchange(FULL, BUSY, Acquire, Relaxed)
+        .is_err()
+    {
+        return None;
+    }
+    if !fits(&read(s)) {
+        s.state.store(FULL, Release);
+        return None;
+    }
+    Some(empty(s))
 }
 
 /// Unmaps a region taken out of a slot and uncounts it.
-fn release(addr: usize, len: usize) {
+fn release(k: Kept) {
     // SAFETY: the recycler owned this mapping alone (`put` took it over from a `Region`, which
-    // owned it) and the caller just emptied its slot: no one else can reach it.
-    let _ = unsafe { sys::unmap(addr as *mut u8, len) };
-    KEPT.fetch_sub(len, Release);
-    RELEASED_BYTES.fetch_add(len as u64, Relaxed);
+    // owned it, or joined adjacent ranges it owned) and the caller just emptied its slot: no
+    // one else can reach it.
+    let _ = unsafe { sys::unmap(k.addr as *mut u8, k.len) };
+    KEPT.fetch_sub(k.len, Release);
+    RELEASED_BYTES.fetch_add(k.len as u64, Relaxed);
 }
 
 /// Unmaps the oldest kept region (of class `only`, or of any). Returns the system calls made:
 /// 0 when there was none to claim.
 fn evict_oldest(only: Option<usize>) -> u32 {
     for _ in 0..4 {
-        let slots = match only {
-            Some(c) => &BINS[c][..],
-            None => BINS.as_flattened(),
+        let oldest = |it: &mut dyn Iterator<Item = &'static Slot>| {
+            it.filter(|s| s.state.load(Relaxed) == FULL)
+                .min_by_key(|s| s.stamp.load(Relaxed))
         };
-        let Some(s) = slots
-            .iter()
-            .filter(|s| s.state.load(Relaxed) == FULL)
-            .min_by_key(|s| s.stamp.load(Relaxed))
-        else {
+        let Some(s) = (match only {
+            Some(c) => oldest(&mut marked(c)),
+            None => oldest(&mut all_marked()),
+        }) else {
             return 0;
         };
-        if s.state
-            .compare_exchange(FULL, BUSY, Acquire, Relaxed)
-            .is_ok()
-        {
-            let (a, l, _, _) = empty(s);
-            release(a, l);
+        if let Some(k) = claim_slot(s, |_| true) {
+            release(k);
             return 1;
         }
     }
@@ -331,7 +461,7 @@ fn decay(now: u64) -> u32 {
         return 0; // another thread runs this pass
     }
     let mut calls = 0;
-    for s in BINS.iter().flatten() {
+    for s in all_marked() {
         if calls as usize >= DECAY_BATCH {
             // More may have expired: look again at the next call.
             NEXT_DECAY.store(now, Relaxed);
@@ -344,8 +474,7 @@ fn decay(now: u64) -> u32 {
                 .is_ok()
         {
             if s.stamp.load(Relaxed).saturating_add(delay) <= now {
-                let (a, l, _, _) = empty(s);
-                release(a, l);
+                release(empty(s));
                 DECAYED.fetch_add(1, Relaxed);
                 calls += 1;
             } else {
@@ -359,15 +488,13 @@ fn decay(now: u64) -> u32 {
 /// Unmaps everything kept. Returns the bytes given back.
 pub(crate) fn release_all() -> usize {
     let mut bytes = 0;
+    // Every slot, not only the marked ones: nothing may stay behind.
     for s in BINS.iter().flatten() {
         if s.state.load(Relaxed) == FULL
-            && s.state
-                .compare_exchange(FULL, BUSY, Acquire, Relaxed)
-                .is_ok()
+            && let Some(k) = claim_slot(s, |_| true)
         {
-            let (a, l, _, _) = empty(s);
-            release(a, l);
-            bytes += l;
+            release(k);
+            bytes += k.len;
         }
     }
     bytes
@@ -376,12 +503,21 @@ pub(crate) fn release_all() -> usize {
 /// Keeps `region` (its first `dirty` bytes may be non-zero, the rest is zero) for a later
 /// request, or unmaps it. Returns the system calls made.
 pub(crate) fn put(region: Region, dirty: usize, huge: bool) -> u32 {
+    keep(region, dirty, huge, false)
+}
+
+/// Keeps `region`, joined with the kept regions right before and after it (see
+/// [`join_neighbours`]). `piece`: the excess trimmed off a larger kept region for a request,
+/// kept whatever its size, so that it joins its neighbours again once they come back (a
+/// freed region below [`MIN_KEEP`] is unmapped).
+fn keep(region: Region, dirty: usize, huge: bool, piece: bool) -> u32 {
     let len = region.len();
-    if !(MIN_KEEP..=MAX_KEEP).contains(&len) || !enabled() {
+    if len > MAX_KEEP || (len < MIN_KEEP && !piece) || !enabled() {
         drop(region);
         return 1;
     }
-    let mut calls = decay(sys::now_ms());
+    let now = sys::now_ms();
+    let mut calls = decay(now);
     // Count the bytes first, evicting the oldest regions while over the limit.
     LIVE_BYTES.fetch_sub(len, Relaxed);
     let lim = limit();
@@ -408,16 +544,80 @@ pub(crate) fn put(region: Region, dirty: usize, huge: bool) -> u32 {
         drop(region);
         return calls + 1;
     }
-    let c = class(len);
-    let mut slot = None;
+    // Alignments of at least a page leave bit 0 free for the huge-page flag.
+    let meta = region.align.max(sys::page_size()) | usize::from(huge);
+    let origin = region.origin;
+    let (ptr, len) = region.into_raw_parts();
+    let mut k = Kept {
+        addr: ptr.as_ptr() as usize,
+        len,
+        dirty: dirty.min(len),
+        meta,
+        origin,
+    };
+    join_neighbours(&mut k);
+    calls + store(k, now)
+}
+
+/// Joins the kept regions of the same mapping (`Region::origin`, known) that end where `k`
+/// starts or start where it ends (with the same huge-page advice) to `k`, emptying their
+/// slots. Their bytes stay counted in `KEPT`.
+///
+/// Both are ranges the recycler owns, next to each other: the joined range is ours. Being
+/// pieces of one kernel mapping that nothing has split (a piece unmapped, moved or shrunk
+/// leaves a gap, and a moved one gets a new origin), the joined region is one mapping again,
+/// which `mremap` can grow. Adjacent ranges of different mappings are never joined: the kernel
+/// may keep them as two mappings, and `mremap` fails on a range that spans two (a block made
+/// of such pieces would then be copied when it grows).
+fn join_neighbours(k: &mut Kept) {
+    let huge = k.huge();
+    if k.origin == 0 {
+        return;
+    }
+    for s in all_marked() {
+        let adjacent = |o: &Kept| {
+            o.origin == k.origin
+                && o.huge() == huge
+                && (o.end() == k.addr || o.addr == k.end())
+                && o.len <= MAX_KEEP - k.len
+        };
+        // A racy look first: claiming every kept slot would hide it from other threads.
+        if !adjacent(&read(s)) {
+            continue;
+        }
+        let Some(o) = claim_slot(s, adjacent) else {
+            continue;
+        };
+        if o.end() == k.addr {
+            // `o` comes first: its dirty extent leads unless ours is not empty.
+            k.dirty = if k.dirty > 0 {
+                o.len + k.dirty
+            } else {
+                o.dirty
+            };
+            k.addr = o.addr;
+            k.meta = o.meta;
+        } else if o.dirty > 0 {
+            k.dirty = k.len + o.dirty;
+        }
+        k.len += o.len;
+    }
+}
+
+/// Puts `k` (counted in `KEPT`) in a slot of its class, evicting the oldest of the class when
+/// all are taken, or unmaps it. Returns the system calls made.
+fn store(k: Kept, now: u64) -> u32 {
+    let c = class(k.len);
+    let mut calls = 0;
     for _ in 0..=SLOTS {
-        slot = BINS[c].iter().find(|s| {
-            s.state
-                .compare_exchange(EMPTY, BUSY, Acquire, Relaxed)
-                .is_ok()
-        });
-        if slot.is_some() {
-            break;
+        if let Some(s) = BINS[c].iter().find(|s| {
+            s.state.load(Relaxed) == EMPTY
+                && s.state
+                    .compare_exchange(EMPTY, BUSY, Acquire, Relaxed)
+                    .is_ok()
+        }) {
+            fill(s, k, now);
+            return calls;
         }
         let e = evict_oldest(Some(c));
         if e == 0 {
@@ -425,24 +625,8 @@ pub(crate) fn put(region: Region, dirty: usize, huge: bool) -> u32 {
         }
         calls += e;
     }
-    let Some(s) = slot else {
-        KEPT.fetch_sub(len, Release);
-        LIVE_BYTES.fetch_add(len, Relaxed);
-        drop(region);
-        return calls + 1;
-    };
-    // Alignments of at least a page leave bit 0 free for the huge-page flag.
-    let meta = region.align.max(sys::page_size()) | usize::from(huge);
-    let origin = region.origin;
-    let (ptr, len) = region.into_raw_parts();
-    s.addr.store(ptr.as_ptr() as usize, Relaxed);
-    s.len.store(len, Relaxed);
-    s.dirty.store(dirty.min(len), Relaxed);
-    s.meta.store(meta, Relaxed);
-    s.stamp.store(sys::now_ms(), Relaxed);
-    s.origin.store(origin, Relaxed);
-    s.state.store(FULL, Release);
-    calls
+    release(k);
+    calls + 1
 }
 
 /// How closely a kept region must fit a request.
@@ -452,7 +636,7 @@ pub(crate) enum Fit {
     Exact,
     /// At least the request and at most twice it (a vector's requested capacity).
     Near,
-    /// As `Near`, else the first pages of a larger kept region, whose rest stays kept right
+    /// As `Near`; taken from the start of a larger kept region, whose rest stays kept right
     /// after it: a growing vector takes it over later without a system call
     /// (see [`claim_after`]).
     Grow,
@@ -479,42 +663,24 @@ pub(crate) fn take(
 
 /// Claims the slot `s` (seen `FULL`) if `fits` still holds once claimed: returns its region
 /// (counted as live again) and its dirty extent.
-fn claim(
-    s: &Slot,
-    fits: impl Fn(usize, usize, usize, usize, usize) -> bool,
-) -> Option<(Region, usize)> {
-    if s.state
-        .compare_exchange(FULL, BUSY, Acquire, Relaxed)
-        .is_err()
-    {
-        return None;
-    }
-    let origin = s.origin.load(Relaxed);
-    let (a, l, dirty, meta) = (
-        s.addr.load(Relaxed),
-        s.len.load(Relaxed),
-        s.dirty.load(Relaxed),
-        s.meta.load(Relaxed),
-    );
-    if !fits(a, l, dirty, meta, origin) {
-        s.state.store(FULL, Release);
-        return None;
-    }
-    let (a, l, dirty, meta) = empty(s);
-    KEPT.fetch_sub(l, Release);
-    LIVE_BYTES.fetch_add(l, Relaxed);
+fn claim(s: &Slot, fits: impl Fn(&Kept) -> bool) -> Option<(Region, usize)> {
+    let k = claim_slot(s, fits)?;
+    KEPT.fetch_sub(k.len, Release);
+    LIVE_BYTES.fetch_add(k.len, Relaxed);
     HITS.fetch_add(1, Relaxed);
-    // SAFETY: the recycler owned this mapping of `l` bytes, made by a `Region` with alignment
-    // `meta & !1`, and we emptied its slot: it is ours alone now.
-    let mut region = unsafe { Region::from_raw_parts(NonNull::new(a as *mut u8)?, l, meta & !1) };
-    region.origin = origin;
-    Some((region, dirty))
+    // SAFETY: we emptied its slot: the mapping is ours alone now.
+    let region = unsafe { k.into_region() }?;
+    Some((region, k.dirty))
 }
 
 /// A kept region for a request of `len` bytes (rounded up to pages) aligned to `align`, with
 /// the same huge-page advice, fitting as `fit` says, of which at most `max_dirty` leading bytes
 /// may be non-zero. Returns the region, how many of its leading bytes may be non-zero, and the
 /// system calls made.
+///
+/// The smallest kept region that fits is taken (looking in the request's class, then in the
+/// larger ones), and trimmed to the request when it is larger than allowed: the excess stays
+/// kept right after it, and joins the region again when the region comes back.
 pub(crate) fn take_for(
     len: usize,
     align: usize,
@@ -530,30 +696,17 @@ pub(crate) fn take_for(
         return None;
     }
     let mut calls = decay(sys::now_ms());
-    let fits = |addr: usize, l: usize, dirty: usize, meta: usize, _origin: usize| {
-        l >= n && addr.is_multiple_of(align) && (meta & 1 == 1) == huge && dirty.min(n) <= max_dirty
+    let fits = |k: &Kept| {
+        k.len >= n
+            && k.addr.is_multiple_of(align)
+            && k.huge() == huge
+            && k.dirty.min(n) <= max_dirty
     };
-    let c = class(n);
-    // Its own class first (regions < 2n), then the next one (trimmed to the request). Larger
-    // classes only for `Fit::Grow`, whose rest stays kept right after the pages taken: chopping
-    // big regions for small requests that do not grow leaves nothing for the next big one
-    // (measured: more faults, not fewer).
-    let classes = if fit == Fit::Grow { CLASSES - c } else { 2 };
-    for bin in BINS.iter().skip(c).take(classes) {
+    for c in class(n)..CLASSES {
         for _ in 0..SLOTS {
             // Pick by the (possibly stale) contents, then claim and check again.
-            let Some(s) = bin
-                .iter()
-                .filter(|s| s.state.load(Acquire) == FULL)
-                .filter(|s| {
-                    fits(
-                        s.addr.load(Relaxed),
-                        s.len.load(Relaxed),
-                        s.dirty.load(Relaxed),
-                        s.meta.load(Relaxed),
-                        0,
-                    )
-                })
+            let Some(s) = marked(c)
+                .filter(|s| s.state.load(Acquire) == FULL && fits(&read(s)))
                 .min_by_key(|s| s.len.load(Relaxed))
             else {
                 break;
@@ -569,11 +722,33 @@ pub(crate) fn take_for(
             if keep < l {
                 // Hand the tail back: it is a range of the mapping we own.
                 if let Some(tail) = region.split_off(keep) {
-                    calls += put(tail, dirty.saturating_sub(keep), huge);
+                    calls += self::keep(tail, dirty.saturating_sub(keep), huge, true);
                 }
             }
             return Some((region, dirty.min(keep), calls));
         }
+    }
+    // None is large enough: grow the largest smaller one with `mremap` (its pages stay
+    // faulted in; only the missing ones are new), rather than map all of it anew.
+    if let Some(s) = all_marked()
+        .filter(|s| {
+            s.state.load(Acquire) == FULL && {
+                let k = read(s);
+                k.len < n && k.len >= MIN_KEEP && fits(&Kept { len: n, ..k })
+            }
+        })
+        .max_by_key(|s| s.len.load(Relaxed))
+        && let Some((mut region, dirty)) = claim(s, |k| k.len < n && fits(&Kept { len: n, ..*k }))
+    {
+        let (grown, c) = region.grow_by_remap(n);
+        calls += c;
+        if grown {
+            GROWN.fetch_add(1, Relaxed);
+            return Some((region, dirty, calls));
+        }
+        HITS.fetch_sub(1, Relaxed);
+        // The caller maps anew: what this costs is in that count.
+        let _ = keep(region, dirty, huge, true);
     }
     MISSES.fetch_add(1, Relaxed);
     None
@@ -596,26 +771,23 @@ pub(crate) fn claim_after(
         return None;
     }
     let need = sys::round_to_page(need)?;
-    let fits = |addr: usize, l: usize, _dirty: usize, meta: usize, o: usize| {
-        addr == end && o == origin && l >= need && (meta & 1 == 1) == huge
-    };
-    let s = BINS
-        .iter()
-        .flatten()
-        .filter(|s| s.state.load(Acquire) == FULL)
-        .find(|s| {
-            fits(
-                s.addr.load(Relaxed),
-                s.len.load(Relaxed),
-                0,
-                s.meta.load(Relaxed),
-                s.origin.load(Relaxed),
-            )
-        })?;
+    let fits = |k: &Kept| k.addr == end && k.origin == origin && k.len >= need && k.huge() == huge;
+    let s = all_marked().find(|s| s.state.load(Acquire) == FULL && fits(&read(s)))?;
     let (mut region, dirty) = claim(s, fits)?;
     let mut calls = 0;
     if let Some(tail) = region.split_off(need) {
-        calls += put(tail, dirty.saturating_sub(need), huge);
+        calls += keep(tail, dirty.saturating_sub(need), huge, true);
     }
     Some((region, dirty.min(need), calls))
+}
+
+/// The kept region that starts at `addr`, if any: `(len, dirty, origin)`. For tests.
+#[cfg(all(test, target_os = "linux", not(feature = "force-fallback")))]
+pub(crate) fn kept_at(addr: usize) -> Option<(usize, usize, usize)> {
+    BINS.iter()
+        .flatten()
+        .filter(|s| s.state.load(Acquire) == FULL)
+        .map(read)
+        .find(|k| k.addr == addr)
+        .map(|k| (k.len, k.dirty, k.origin))
 }

@@ -459,3 +459,125 @@ fn a_region_grows_into_the_kept_rest_of_its_own_mapping() {
     drop(other);
     crate::release_cached();
 }
+
+/// A request smaller than a kept region takes its first pages (exactly what it asked for);
+/// the rest stays kept right after it, and the two join again when the block comes back:
+/// a mixed-size churn reuses one mapping instead of chopping it into ever smaller pieces.
+/// Contents and dirty extents survive the trim and the join.
+#[cfg(all(target_os = "linux", not(feature = "force-fallback")))]
+#[test]
+fn trimmed_pieces_join_again_with_their_contents_and_dirty_extents() {
+    let _serial = RECYCLER.lock().unwrap_or_else(|e| e.into_inner());
+    crate::release_cached();
+    let (r, _) = Region::new(24 * MIB, 1).unwrap();
+    let (at, origin) = (r.as_ptr() as usize, r.origin());
+    fill(&r, 10 * MIB, 3); // dirty up to 10 MiB, zero after
+    recycle::put(r, 10 * MIB, false);
+    // Exactly 4 MiB, from the start of the kept region (the smallest that fits).
+    let Some((a, dirty, _)) = recycle::take(4 * MIB, 1, false, true) else {
+        panic!("nothing kept")
+    };
+    assert_eq!((a.as_ptr() as usize, a.len(), dirty), (at, 4 * MIB, 4 * MIB));
+    check(&a, 4 * MIB, 3);
+    // The rest, with its own dirty extent, is kept as a piece of the same mapping.
+    assert_eq!(
+        recycle::kept_at(at + 4 * MIB),
+        Some((20 * MIB, 6 * MIB, origin))
+    );
+    assert_eq!(a.origin(), origin);
+    recycle::put(a, 4 * MIB, false);
+    // Joined: one region of 24 MiB again, dirty up to 10 MiB.
+    assert_eq!(recycle::kept_at(at), Some((24 * MIB, 10 * MIB, origin)));
+    let Some((whole, dirty, _)) = recycle::take(24 * MIB, 1, false, true) else {
+        panic!("the joined region was not found")
+    };
+    assert_eq!((whole.as_ptr() as usize, whole.len()), (at, 24 * MIB));
+    assert_eq!(dirty, 10 * MIB);
+    check(&whole, 10 * MIB, 3);
+    assert!(zero_from(&whole, 10 * MIB), "beyond the dirty extent is zero");
+    // Still one kernel mapping: it grows by mremap, never by copying.
+    let mut whole = whole;
+    assert_ne!(whole.grow(64 * MIB).unwrap().how, How::Copied);
+    drop(whole);
+    crate::release_cached();
+}
+
+/// Adjacent kept regions of different mappings are never joined (the kernel may keep them as
+/// two mappings, which one `mremap` cannot grow), nor are regions of unknown origin or with
+/// other huge-page advice.
+#[cfg(all(target_os = "linux", not(feature = "force-fallback")))]
+#[test]
+fn only_pieces_of_one_mapping_are_joined() {
+    let _serial = RECYCLER.lock().unwrap_or_else(|e| e.into_inner());
+    crate::release_cached();
+    for case in 0..3 {
+        let (mut a, _) = Region::new(8 * MIB, 1).unwrap();
+        let b = a.split_off(4 * MIB).unwrap();
+        let (at, bt, origin) = (a.as_ptr() as usize, b.as_ptr() as usize, a.origin());
+        let (b, huge_b) = match case {
+            0 => (b.with_origin(origin + 1_000_000), false),
+            1 => (b.with_origin(0), false),
+            _ => (b, true),
+        };
+        let a = if case == 1 { a.with_origin(0) } else { a };
+        recycle::put(a, 0, false);
+        recycle::put(b, 0, huge_b);
+        assert_eq!(recycle::kept_at(at).map(|k| k.0), Some(4 * MIB), "case {case}");
+        assert_eq!(recycle::kept_at(bt).map(|k| k.0), Some(4 * MIB), "case {case}");
+        crate::release_cached();
+    }
+}
+
+/// When no kept region is large enough, the largest smaller one is grown with `mremap` (in
+/// place when the addresses after it are free): its pages and contents stay, only the new
+/// pages are fresh and zero.
+#[cfg(all(target_os = "linux", not(feature = "force-fallback")))]
+#[test]
+fn a_request_larger_than_anything_kept_grows_a_kept_region() {
+    let _serial = RECYCLER.lock().unwrap_or_else(|e| e.into_inner());
+    crate::release_cached();
+    // Zone-placed (2 MiB and more): free addresses after it.
+    let (r, _) = Region::new(3 * MIB, 1).unwrap();
+    let at = r.as_ptr() as usize;
+    fill(&r, 3 * MIB, 9);
+    recycle::put(r, 3 * MIB, false);
+    let before = recycle::stats();
+    let Some((g, dirty, calls)) = recycle::take(5 * MIB, 1, false, true) else {
+        panic!("the kept region was not grown")
+    };
+    assert_eq!(recycle::stats().grown, before.grown + 1);
+    assert_eq!(g.len(), 5 * MIB);
+    assert_eq!(g.as_ptr() as usize, at, "grown in place");
+    assert_eq!((dirty, calls), (3 * MIB, 1));
+    check(&g, 3 * MIB, 9);
+    assert!(zero_from(&g, 3 * MIB));
+    drop(g);
+    crate::release_cached();
+}
+
+/// A kept region grown for a larger request never touches the mapping right after it: it
+/// moves instead (`mremap` never replaces a mapping it does not own).
+#[cfg(all(target_os = "linux", not(feature = "force-fallback")))]
+#[test]
+fn growing_a_kept_region_leaves_the_next_mapping_alone() {
+    let _serial = RECYCLER.lock().unwrap_or_else(|e| e.into_inner());
+    crate::release_cached();
+    let (mut r, _) = Region::new(4 * MIB, 1).unwrap();
+    // The second half stays live (someone else's, as far as the recycler knows).
+    let next = r.split_off(2 * MIB).unwrap();
+    fill(&next, 2 * MIB, 5);
+    fill(&r, 2 * MIB, 6);
+    recycle::put(r, 2 * MIB, false);
+    let Some((g, dirty, _)) = recycle::take(3 * MIB, 1, false, true) else {
+        // The move failed: nothing kept was found large enough, nothing changed.
+        check(&next, 2 * MIB, 5);
+        return;
+    };
+    assert_eq!(g.len(), 3 * MIB);
+    assert_eq!(dirty, 2 * MIB);
+    check(&g, 2 * MIB, 6);
+    assert!(zero_from(&g, 2 * MIB));
+    check(&next, 2 * MIB, 5);
+    drop((g, next));
+    crate::release_cached();
+}

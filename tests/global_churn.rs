@@ -115,7 +115,10 @@ fn zeroed_blocks_trimmed_grown_or_joined_from_dirty_kept_mappings_read_zero() {
         std::hint::black_box(&mut d);
         drop((z, d));
         let z = vec![0u8; dirty];
-        assert!(z.iter().all(|&b| b == 0), "{dirty} bytes zeroed after joins");
+        assert!(
+            z.iter().all(|&b| b == 0),
+            "{dirty} bytes zeroed after joins"
+        );
     }
 }
 

@@ -477,7 +477,10 @@ fn trimmed_pieces_join_again_with_their_contents_and_dirty_extents() {
     let Some((a, dirty, _)) = recycle::take(4 * MIB, 1, false, true) else {
         panic!("nothing kept")
     };
-    assert_eq!((a.as_ptr() as usize, a.len(), dirty), (at, 4 * MIB, 4 * MIB));
+    assert_eq!(
+        (a.as_ptr() as usize, a.len(), dirty),
+        (at, 4 * MIB, 4 * MIB)
+    );
     check(&a, 4 * MIB, 3);
     // The rest, with its own dirty extent, is kept as a piece of the same mapping.
     assert_eq!(
@@ -494,7 +497,10 @@ fn trimmed_pieces_join_again_with_their_contents_and_dirty_extents() {
     assert_eq!((whole.as_ptr() as usize, whole.len()), (at, 24 * MIB));
     assert_eq!(dirty, 10 * MIB);
     check(&whole, 10 * MIB, 3);
-    assert!(zero_from(&whole, 10 * MIB), "beyond the dirty extent is zero");
+    assert!(
+        zero_from(&whole, 10 * MIB),
+        "beyond the dirty extent is zero"
+    );
     // Still one kernel mapping: it grows by mremap, never by copying.
     let mut whole = whole;
     assert_ne!(whole.grow(64 * MIB).unwrap().how, How::Copied);
@@ -522,8 +528,16 @@ fn only_pieces_of_one_mapping_are_joined() {
         let a = if case == 1 { a.with_origin(0) } else { a };
         recycle::put(a, 0, false);
         recycle::put(b, 0, huge_b);
-        assert_eq!(recycle::kept_at(at).map(|k| k.0), Some(4 * MIB), "case {case}");
-        assert_eq!(recycle::kept_at(bt).map(|k| k.0), Some(4 * MIB), "case {case}");
+        assert_eq!(
+            recycle::kept_at(at).map(|k| k.0),
+            Some(4 * MIB),
+            "case {case}"
+        );
+        assert_eq!(
+            recycle::kept_at(bt).map(|k| k.0),
+            Some(4 * MIB),
+            "case {case}"
+        );
         crate::release_cached();
     }
 }

@@ -153,8 +153,12 @@ fn main() {
     if let Some(op) = arg("--child") {
         let args: Vec<String> = std::env::args().collect();
         let which = &args[args.iter().position(|a| a == "--child").unwrap() + 2];
-        let n: usize = arg("--bytes").and_then(|b| b.parse().ok()).expect("--bytes");
-        let piece: usize = arg("--piece").and_then(|b| b.parse().ok()).unwrap_or(64 << 10);
+        let n: usize = arg("--bytes")
+            .and_then(|b| b.parse().ok())
+            .expect("--bytes");
+        let piece: usize = arg("--piece")
+            .and_then(|b| b.parse().ok())
+            .unwrap_or(64 << 10);
         let (ms, peak) = match which.as_str() {
             "vec" => run::<Vec<u8>>(&op, n, piece),
             _ => run::<RemapVec<u8>>(&op, n, piece),
@@ -163,7 +167,10 @@ fn main() {
         return;
     }
     let mib: usize = arg("--mib").and_then(|m| m.parse().ok()).unwrap_or(1024);
-    let reps: usize = arg("--reps").and_then(|r| r.parse().ok()).unwrap_or(5).max(1);
+    let reps: usize = arg("--reps")
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5)
+        .max(1);
     let only = arg("--only");
     let ops: Vec<&str> = OPS
         .iter()

@@ -127,8 +127,18 @@ static HITS: AtomicU64 = AtomicU64::new(0);
 static MISSES: AtomicU64 = AtomicU64::new(0);
 static DECAYED: AtomicU64 = AtomicU64::new(0);
 static GROWN: AtomicU64 = AtomicU64::new(0);
-/// Regions freed so far: the order in which kept regions are preferred.
+/// Regions freed so far (about: see [`next_seq`]): the order in which kept regions are
+/// preferred.
 static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// The next value of [`SEQ`]. A load and a store, not a read-modify-write (half the cost on
+/// the allocation path): two threads may get the same number, which only makes their regions
+/// equally recent.
+fn next_seq() -> u64 {
+    let q = SEQ.load(Relaxed) + 1;
+    SEQ.store(q, Relaxed);
+    q
+}
 static RELEASED_BYTES: AtomicU64 = AtomicU64::new(0);
 
 /// The recycler's limits, process-wide. Read with [`CacheConfig::current`], change with
@@ -316,6 +326,18 @@ fn marked(c: usize) -> impl Iterator<Item = &'static Slot> {
     let (w, shift) = (first / 64, first % 64);
     let m = OCCUPIED[w].load(Acquire) & (((1u64 << SLOTS) - 1) << shift);
     slots_of(w, m)
+}
+
+/// The slots of class `c` and every larger class whose occupancy bit is set.
+fn marked_from(c: usize) -> impl Iterator<Item = &'static Slot> {
+    let first = c * SLOTS;
+    (first / 64..WORDS).flat_map(move |w| {
+        let mut m = OCCUPIED[w].load(Acquire);
+        if w == first / 64 {
+            m &= !0u64 << (first % 64);
+        }
+        slots_of(w, m)
+    })
 }
 
 /// The slots of every class whose occupancy bit is set.
@@ -566,7 +588,7 @@ fn keep(region: Region, dirty: usize, huge: bool, piece: Option<u64>) -> u32 {
         dirty: dirty.min(len),
         meta,
         origin,
-        seq: piece.unwrap_or_else(|| SEQ.fetch_add(1, Relaxed)),
+        seq: piece.unwrap_or_else(next_seq),
     };
     join_neighbours(&mut k);
     calls + store(k, now)
@@ -717,8 +739,7 @@ pub(crate) fn take_for(
     };
     for _ in 0..SLOTS {
         // Pick by the (possibly stale) contents, then claim and check again.
-        let Some(s) = (class(n)..CLASSES)
-            .flat_map(marked)
+        let Some(s) = marked_from(class(n))
             .filter(|s| s.state.load(Acquire) == FULL && fits(&read(s)))
             .max_by_key(|s| s.seq.load(Relaxed))
         else {

@@ -243,8 +243,11 @@ static BYTES_CROSSING: AtomicU64 = AtomicU64::new(0);
 mod origins {
     use core::sync::atomic::{AtomicUsize, Ordering::*};
 
-    /// Entries: 8192 (128 KiB of zeroed statics, touched only as used).
-    const SIZE: usize = 1 << 13;
+    /// Entries: 131 072, twice the kernel's default `vm.max_map_count`, so that a window is
+    /// seldom full (2 MiB of zeroed statics: address space only, touched as used). With 12 000
+    /// live blocks, a table of 8 192 was full and the blocks' pieces could never join again.
+    const BITS: u32 = 17;
+    const SIZE: usize = 1 << BITS;
     /// Entries looked at from a block's hash.
     const PROBE: usize = 16;
     /// An entry freed by [`take`]; reusable.
@@ -263,8 +266,13 @@ mod origins {
         }
     }; SIZE];
 
+    /// Where the window of `addr` starts.
+    pub(super) fn hash(addr: usize) -> usize {
+        (addr >> 12).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (usize::BITS - BITS)
+    }
+
     fn window(addr: usize) -> impl Iterator<Item = &'static Entry> {
-        let h = (addr >> 12).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (usize::BITS - 13);
+        let h = hash(addr);
         (0..PROBE).map(move |i| &TABLE[(h + i) % SIZE])
     }
 
@@ -286,6 +294,7 @@ mod origins {
     }
 
     /// The recorded origin of the block at `addr` (0: unknown), left recorded.
+    #[cfg(test)]
     pub(super) fn get(addr: usize) -> usize {
         window(addr)
             .find(|e| e.addr.load(Relaxed) == addr)
@@ -381,12 +390,19 @@ unsafe fn dealloc_large(ptr: *mut u8, layout: Layout, huge: bool) {
 /// `ptr` is a live large block of `layout`; the caller gives up its old address on success.
 /// `huge`: the allocator advises blocks of `new_size` for huge pages.
 unsafe fn resize_large(ptr: *mut u8, layout: Layout, new_size: usize, huge: bool) -> *mut u8 {
-    let origin = origins::get(ptr as usize);
+    // Forgotten while the block is still at `ptr`: once it moves, another thread's block may
+    // be mapped and recorded there, and its entry must not be the one forgotten.
+    let origin = origins::take(ptr as usize);
+    // Recorded again wherever the block is when this returns (at `ptr` on failure).
+    let fail = || {
+        origins::record(ptr as usize, origin);
+        ptr::null_mut()
+    };
     // SAFETY: forwarded from the caller.
     let mut region = unsafe { region_of(ptr, layout, origin) };
     if new_size >= layout.size() {
         let Ok(g) = region.grow(new_size) else {
-            return ptr::null_mut();
+            return fail();
         };
         SYSCALLS.fetch_add(u64::from(g.syscalls), Relaxed);
         match g.how {
@@ -406,13 +422,10 @@ unsafe fn resize_large(ptr: *mut u8, layout: Layout, new_size: usize, huge: bool
     } else {
         match region.shrink(new_size) {
             Ok(calls) => SYSCALLS.fetch_add(u64::from(calls), Relaxed),
-            Err(_) => return ptr::null_mut(),
+            Err(_) => return fail(),
         };
     }
-    if region.as_ptr() != ptr || region.origin() != origin {
-        origins::take(ptr as usize);
-        origins::record(region.as_ptr() as usize, region.origin());
-    }
+    origins::record(region.as_ptr() as usize, region.origin());
     region.as_ptr()
 }
 
@@ -652,5 +665,36 @@ unsafe impl<A: GlobalAlloc> Allocator for RemapAlloc<A> {
     ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: forwarded from the caller.
         unsafe { self.resize_api(ptr, old, new, false) }
+    }
+}
+
+#[cfg(test)]
+mod origin_tests {
+    use super::origins;
+
+    /// A block moved away from `x` forgets its entry before it moves, so the block mapped at
+    /// `x` next (by another thread) keeps its own origin. Replays that interleaving with an
+    /// earlier entry of `x`'s window freed in between, which made the late forget remove the
+    /// new block's entry.
+    #[test]
+    fn a_reused_address_keeps_its_own_origin() {
+        // Addresses nothing maps at (below the zone, far above the kernel's placement floor).
+        let x = 0x6543_0000_0000usize;
+        let z = (1..)
+            .map(|k| x + k * 4096)
+            .find(|&z| origins::hash(z) == origins::hash(x))
+            .unwrap();
+        origins::record(z, 5);
+        origins::record(x, 100); // thread 1's block at x
+        assert_eq!(origins::take(z), 5);
+        // Thread 1 reallocates: as `resize_large` does, it forgets x first ...
+        assert_eq!(origins::take(x), 100);
+        // ... moves away, and thread 2's new block lands at x and is recorded.
+        origins::record(x, 200);
+        origins::record(x + (1 << 30), 100); // thread 1 records its new address
+        assert_eq!(origins::get(x), 200);
+        assert_eq!(origins::take(x), 200);
+        assert_eq!(origins::take(x + (1 << 30)), 100);
+        assert_eq!(origins::get(x), 0);
     }
 }

@@ -193,60 +193,17 @@ impl Region {
             });
         }
         let mut calls = 0;
-        // The error reported is the last one: the kernel's answer to the most lenient attempt.
-        let mut err = Errno(libc::ENOMEM);
-        if sys::HAS_MREMAP {
-            calls += 1;
-            // SAFETY: we own the whole mapping; growing in place touches nothing else.
-            if unsafe { sys::remap_in_place(self.as_ptr(), self.len, new_len) }.is_ok() {
-                LIVE_BYTES.fetch_add(new_len - self.len, Ordering::Relaxed);
-                self.len = new_len;
+        let old_len = self.len;
+        let err = match self.remap_grow(new_len, &mut calls) {
+            Ok(how) => {
                 return Ok(Growth {
-                    how: How::InPlace,
+                    how,
                     syscalls: calls,
-                    bytes: 0,
+                    bytes: if how == How::InPlace { 0 } else { old_len },
                 });
             }
-            let old_len = self.len;
-            // A small region is moved wherever the kernel likes (no reservation, one call):
-            // room to grow and alignment pay only from `ROOMY` on.
-            if !sys::valgrind() && (new_len >= ROOMY || self.align > sys::page_size()) {
-                match self.move_to_reservation(new_len, &mut calls) {
-                    Ok(()) => {
-                        return Ok(Growth {
-                            how: How::Moved,
-                            syscalls: calls,
-                            bytes: old_len,
-                        });
-                    }
-                    Err(e) => err = e,
-                }
-            }
-            // The kernel picks the address: page-aligned only, so not for over-aligned regions.
-            // An unaligned move still copies nothing, which beats copying.
-            if self.align <= sys::page_size() {
-                calls += 1;
-                // SAFETY: we own the mapping and `&mut self` means no reference into it.
-                match unsafe { sys::remap_maymove(self.as_ptr(), self.len, new_len) } {
-                    Ok(p) => {
-                        let old = self.len;
-                        if p != self.as_ptr() {
-                            self.origin = new_origin();
-                        }
-                        // SAFETY: mremap never returns null on success.
-                        self.ptr = unsafe { NonNull::new_unchecked(p) };
-                        LIVE_BYTES.fetch_add(new_len - self.len, Ordering::Relaxed);
-                        self.len = new_len;
-                        return Ok(Growth {
-                            how: How::Moved,
-                            syscalls: calls,
-                            bytes: old,
-                        });
-                    }
-                    Err(e) => err = e,
-                }
-            }
-        }
+            Err(e) => e,
+        };
         match self.copy_into_new(new_len, &mut calls) {
             Ok(copied) => Ok(Growth {
                 how: How::Copied,
@@ -258,42 +215,70 @@ impl Region {
     }
 
     /// Grows the mapping to `new_len` bytes (a page multiple, more than its length) with
-    /// `mremap` alone: in place when the addresses after it are free, else moved where the
-    /// kernel likes (regions aligned to a page at most). Never copies and never maps anew: the
-    /// pages it has stay faulted in, only the new ones are fresh (zero). Returns whether it
-    /// grew and the system calls made; when it did not, nothing changed.
+    /// `mremap` alone, as [`Region::grow`] does but without its last resort: it never copies
+    /// and never maps anew, so the pages it has stay faulted in and only the new ones are fresh
+    /// (zero). A moved region keeps its alignment (raise `align` first for a stricter request)
+    /// and, from [`ROOMY`] on, gets room to grow. Returns whether it grew and the system calls
+    /// made; when it did not, nothing changed.
     ///
     /// `&mut self` proves no reference into the mapping is alive, so it may move.
     pub(crate) fn grow_by_remap(&mut self, new_len: usize) -> (bool, u32) {
         debug_assert!(new_len > self.len && new_len.is_multiple_of(sys::page_size()));
-        if !sys::HAS_MREMAP || new_len > isize::MAX as usize {
+        if new_len > isize::MAX as usize {
             return (false, 0);
         }
-        // SAFETY: we own the whole mapping; growing in place never replaces anything (the
-        // kernel refuses when the addresses after it are taken).
+        let mut calls = 0;
+        let grown = self.remap_grow(new_len, &mut calls).is_ok();
+        (grown, calls)
+    }
+
+    /// Grows the mapping to `new_len` bytes (a page multiple, more than its length) with
+    /// `mremap` alone: in place if the addresses after it are free, else moved into an aligned
+    /// reservation with room to grow (from [`ROOMY`] on, or when over-aligned), else moved where
+    /// the kernel likes (page-aligned regions only). Counts the system calls in `calls`. On
+    /// error nothing changed; the error is the kernel's answer to the most lenient attempt.
+    fn remap_grow(&mut self, new_len: usize, calls: &mut u32) -> Result<How, Errno> {
+        if !sys::HAS_MREMAP {
+            return Err(Errno(libc::ENOMEM));
+        }
+        *calls += 1;
+        // SAFETY: we own the whole mapping; growing in place touches nothing else (the kernel
+        // refuses when the addresses after it are taken).
         if unsafe { sys::remap_in_place(self.as_ptr(), self.len, new_len) }.is_ok() {
             LIVE_BYTES.fetch_add(new_len - self.len, Ordering::Relaxed);
             self.len = new_len;
-            return (true, 1);
+            return Ok(How::InPlace);
         }
-        if self.align > sys::page_size() {
-            return (false, 1);
-        }
-        // SAFETY: we own the mapping and `&mut self` means no reference into it; without
-        // MREMAP_FIXED the kernel picks free addresses and replaces nothing.
-        match unsafe { sys::remap_maymove(self.as_ptr(), self.len, new_len) } {
-            Ok(p) => {
-                if p != self.as_ptr() {
-                    self.origin = new_origin();
-                }
-                // SAFETY: mremap never returns null on success.
-                self.ptr = unsafe { NonNull::new_unchecked(p) };
-                LIVE_BYTES.fetch_add(new_len - self.len, Ordering::Relaxed);
-                self.len = new_len;
-                (true, 2)
+        let mut err = Errno(libc::ENOMEM);
+        // A small region is moved wherever the kernel likes (no reservation, one call): room
+        // to grow and alignment pay only from `ROOMY` on.
+        if !sys::valgrind() && (new_len >= ROOMY || self.align > sys::page_size()) {
+            match self.move_to_reservation(new_len, calls) {
+                Ok(()) => return Ok(How::Moved),
+                Err(e) => err = e,
             }
-            Err(_) => (false, 2),
         }
+        // The kernel picks the address: page-aligned only, so not for over-aligned regions.
+        // An unaligned move still copies nothing, which beats copying.
+        if self.align <= sys::page_size() {
+            *calls += 1;
+            // SAFETY: we own the mapping and `&mut self` means no reference into it; without
+            // MREMAP_FIXED the kernel picks free addresses and replaces nothing.
+            match unsafe { sys::remap_maymove(self.as_ptr(), self.len, new_len) } {
+                Ok(p) => {
+                    if p != self.as_ptr() {
+                        self.origin = new_origin();
+                    }
+                    // SAFETY: mremap never returns null on success.
+                    self.ptr = unsafe { NonNull::new_unchecked(p) };
+                    LIVE_BYTES.fetch_add(new_len - self.len, Ordering::Relaxed);
+                    self.len = new_len;
+                    return Ok(How::Moved);
+                }
+                Err(e) => err = e,
+            }
+        }
+        Err(err)
     }
 
     /// Grows the region to at least `new_len` bytes by taking over the kept pages right after

@@ -345,6 +345,14 @@ fn all_marked() -> impl Iterator<Item = &'static Slot> {
     (0..WORDS).flat_map(|w| slots_of(w, OCCUPIED[w].load(Acquire)))
 }
 
+/// How old a kept region is: its place in the order regions were freed and when it was kept.
+/// A piece trimmed off a kept region inherits its age.
+#[derive(Clone, Copy, Debug)]
+struct Age {
+    seq: u64,
+    stamp: u64,
+}
+
 /// The contents of a slot: a kept region.
 #[derive(Clone, Copy, Debug)]
 struct Kept {
@@ -358,6 +366,8 @@ struct Kept {
     origin: usize,
     /// See `Slot::seq`.
     seq: u64,
+    /// See `Slot::stamp`.
+    stamp: u64,
 }
 
 impl Kept {
@@ -398,6 +408,7 @@ fn read(s: &Slot) -> Kept {
         meta: s.meta.load(Relaxed),
         origin: s.origin.load(Relaxed),
         seq: s.seq.load(Relaxed),
+        stamp: s.stamp.load(Relaxed),
     }
 }
 
@@ -413,12 +424,12 @@ fn empty(s: &Slot) -> Kept {
 }
 
 /// Fills slot `s`, which the caller moved from `EMPTY` to `BUSY`, with `k`.
-fn fill(s: &Slot, k: Kept, now: u64) {
+fn fill(s: &Slot, k: Kept) {
     s.addr.store(k.addr, Relaxed);
     s.len.store(k.len, Relaxed);
     s.dirty.store(k.dirty.min(k.len), Relaxed);
     s.meta.store(k.meta, Relaxed);
-    s.stamp.store(now, Relaxed);
+    s.stamp.store(k.stamp, Relaxed);
     s.seq.store(k.seq, Relaxed);
     s.origin.store(k.origin, Relaxed);
     s.state.store(FULL, Release);
@@ -540,11 +551,11 @@ pub(crate) fn put(region: Region, dirty: usize, huge: bool) -> u32 {
 }
 
 /// Keeps `region`, joined with the kept regions right before and after it (see
-/// [`join_neighbours`]). `piece`: `Some(seq)` for the excess trimmed off a larger kept region
+/// [`join_neighbours`]). `piece`: `Some(age)` for the excess trimmed off a larger kept region
 /// (freed `seq`-th), kept whatever its size, so that it joins its neighbours again once they
 /// come back, and as old as the region it was cut from; `None` for a freed region (the most
 /// recent now; unmapped below [`MIN_KEEP`]).
-fn keep(region: Region, dirty: usize, huge: bool, piece: Option<u64>) -> u32 {
+fn keep(region: Region, dirty: usize, huge: bool, piece: Option<Age>) -> u32 {
     let len = region.len();
     if len > MAX_KEEP || (len < MIN_KEEP && piece.is_none()) || !enabled() {
         drop(region);
@@ -588,10 +599,11 @@ fn keep(region: Region, dirty: usize, huge: bool, piece: Option<u64>) -> u32 {
         dirty: dirty.min(len),
         meta,
         origin,
-        seq: piece.unwrap_or_else(next_seq),
+        seq: piece.map_or_else(next_seq, |a| a.seq),
+        stamp: piece.map_or(now, |a| a.stamp),
     };
     join_neighbours(&mut k);
-    calls + store(k, now)
+    calls + store(k)
 }
 
 /// Joins the kept regions of the same mapping (`Region::origin`, known) that end where `k`
@@ -636,12 +648,15 @@ fn join_neighbours(k: &mut Kept) {
             k.dirty = k.len + o.dirty;
         }
         k.len += o.len;
+        // The joined region is as old as its oldest part: a region idle past the decay delay
+        // still decays when pieces cut from it keep coming back.
+        k.stamp = k.stamp.min(o.stamp);
     }
 }
 
 /// Puts `k` (counted in `KEPT`) in a slot of its class, evicting the oldest of the class when
 /// all are taken, or unmaps it. Returns the system calls made.
-fn store(k: Kept, now: u64) -> u32 {
+fn store(k: Kept) -> u32 {
     let c = class(k.len);
     let mut calls = 0;
     for _ in 0..=SLOTS {
@@ -651,7 +666,7 @@ fn store(k: Kept, now: u64) -> u32 {
                     .compare_exchange(EMPTY, BUSY, Acquire, Relaxed)
                     .is_ok()
         }) {
-            fill(s, k, now);
+            fill(s, k);
             return calls;
         }
         let e = evict_oldest(Some(c));
@@ -698,14 +713,21 @@ pub(crate) fn take(
 
 /// Claims the slot `s` (seen `FULL`) if `fits` still holds once claimed: returns its region
 /// (counted as live again) and its dirty extent.
-fn claim(s: &Slot, fits: impl Fn(&Kept) -> bool) -> Option<(Region, usize, u64)> {
+fn claim(s: &Slot, fits: impl Fn(&Kept) -> bool) -> Option<(Region, usize, Age)> {
     let k = claim_slot(s, fits)?;
     KEPT.fetch_sub(k.len, Release);
     LIVE_BYTES.fetch_add(k.len, Relaxed);
     HITS.fetch_add(1, Relaxed);
     // SAFETY: we emptied its slot: the mapping is ours alone now.
     let region = unsafe { k.into_region() }?;
-    Some((region, k.dirty, k.seq))
+    Some((
+        region,
+        k.dirty,
+        Age {
+            seq: k.seq,
+            stamp: k.stamp,
+        },
+    ))
 }
 
 /// A kept region for a request of `len` bytes (rounded up to pages) aligned to `align`, with
@@ -745,7 +767,7 @@ pub(crate) fn take_for(
         else {
             break;
         };
-        let Some((mut region, dirty, seq)) = claim(s, fits) else {
+        let Some((mut region, dirty, age)) = claim(s, fits) else {
             continue;
         };
         if region.align < align {
@@ -756,7 +778,7 @@ pub(crate) fn take_for(
         if keep < l {
             // Hand the tail back: it is a range of the mapping we own.
             if let Some(tail) = region.split_off(keep) {
-                calls += self::keep(tail, dirty.saturating_sub(keep), huge, Some(seq));
+                calls += self::keep(tail, dirty.saturating_sub(keep), huge, Some(age));
             }
         }
         return Some((region, dirty.min(keep), calls));
@@ -771,9 +793,12 @@ pub(crate) fn take_for(
             }
         })
         .max_by_key(|s| s.len.load(Relaxed))
-        && let Some((mut region, dirty, seq)) =
+        && let Some((mut region, dirty, age)) =
             claim(s, |k| k.len < n && fits(&Kept { len: n, ..*k }))
     {
+        // A move must give the request's alignment, not the kept region's.
+        let kept_align = region.align;
+        region.align = kept_align.max(align);
         let (grown, c) = region.grow_by_remap(n);
         calls += c;
         if grown {
@@ -782,7 +807,8 @@ pub(crate) fn take_for(
         }
         HITS.fetch_sub(1, Relaxed);
         // The caller maps anew: what this costs is in that count.
-        let _ = keep(region, dirty, huge, Some(seq));
+        region.align = kept_align;
+        let _ = keep(region, dirty, huge, Some(age));
     }
     MISSES.fetch_add(1, Relaxed);
     None
@@ -807,10 +833,10 @@ pub(crate) fn claim_after(
     let need = sys::round_to_page(need)?;
     let fits = |k: &Kept| k.addr == end && k.origin == origin && k.len >= need && k.huge() == huge;
     let s = all_marked().find(|s| s.state.load(Acquire) == FULL && fits(&read(s)))?;
-    let (mut region, dirty, seq) = claim(s, fits)?;
+    let (mut region, dirty, age) = claim(s, fits)?;
     let mut calls = 0;
     if let Some(tail) = region.split_off(need) {
-        calls += keep(tail, dirty.saturating_sub(need), huge, Some(seq));
+        calls += keep(tail, dirty.saturating_sub(need), huge, Some(age));
     }
     Some((region, dirty.min(need), calls))
 }

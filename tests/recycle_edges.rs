@@ -84,7 +84,12 @@ fn an_over_aligned_vector_from_a_kept_block_is_aligned() {
         // SAFETY: as above.
         unsafe { a.dealloc(p, small) };
         let v: RemapVec<Big> = RemapVec::with_capacity(1);
-        assert_eq!(v.as_ptr() as usize % align_of::<Big>(), 0, "{:?}", v.as_ptr());
+        assert_eq!(
+            v.as_ptr() as usize % align_of::<Big>(),
+            0,
+            "{:?}",
+            v.as_ptr()
+        );
         drop(v);
         unblock(blocker);
     }

@@ -6,9 +6,18 @@
 //!
 //! Then appending: 16 Mi `u64` pushed one by one into `SharedVec` (with each [`Prefault`]
 //! mode) and into `RwLock<Vec<u64>>`, alternating, `--push-reps` times each: median and
-//! range, and the ratio of throughputs rep by rep.
+//! range, and the ratio of throughputs rep by rep; then the same with the time to drop the
+//! buffer added (unmapping and freeing the memory file's pages costs more than freeing
+//! anonymous ones).
 //!
 //! `cargo run --release --example shared_read [-- --gib 1 --readers 2 --push-reps 5]`
+//!
+//! With `--page-costs N` it measures instead what bringing in one 4 KiB page costs each way the
+//! writer could do it (128 MiB, in 2 MiB batches, each batch written right after; `N` rounds,
+//! alternating; median and range per page): an anonymous page by a plain write fault, and a
+//! memory file's page by a plain write fault, by `MADV_POPULATE_WRITE`, by `fallocate` then
+//! `MADV_POPULATE_WRITE`, and by writing zeros into the file (`pwritev`) then
+//! `MADV_POPULATE_READ` (which maps up-to-date pages several per fault).
 //!
 //! Each reader loops: take a read guard (or the read lock), read the last element, release,
 //! and records the longest single iteration while the grow is in progress. Both buffers are
@@ -167,7 +176,9 @@ fn stats(v: &[f64]) -> (f64, f64, f64) {
     (s[s.len() / 2], s[0], s[s.len() - 1])
 }
 
-fn push_shared(prefault: Prefault, n: usize) -> f64 {
+/// Pushes `n` elements one by one; returns the time to push (ms) and the time to push and
+/// drop the buffer (ms).
+fn push_shared(prefault: Prefault, n: usize) -> (f64, f64) {
     let t = Instant::now();
     let v = SharedVec::with_prefault(prefault);
     for i in 0..n as u64 {
@@ -176,10 +187,11 @@ fn push_shared(prefault: Prefault, n: usize) -> f64 {
     std::hint::black_box(v.len());
     let ms = t.elapsed().as_secs_f64() * 1e3;
     drop(v);
-    ms
+    (ms, t.elapsed().as_secs_f64() * 1e3)
 }
 
-fn push_lock(n: usize) -> f64 {
+/// As `push_shared`, for `RwLock<Vec<u64>>`.
+fn push_lock(n: usize) -> (f64, f64) {
     let t = Instant::now();
     let v = RwLock::new(Vec::new());
     for i in 0..n as u64 {
@@ -188,10 +200,99 @@ fn push_lock(n: usize) -> f64 {
     std::hint::black_box(v.read().unwrap().len());
     let ms = t.elapsed().as_secs_f64() * 1e3;
     drop(v);
-    ms
+    (ms, t.elapsed().as_secs_f64() * 1e3)
+}
+
+/// Zeros for `pwritev` (see `page_costs`).
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+
+/// Nanoseconds per 4 KiB page to bring in and write 128 MiB with `how` (see the module docs).
+fn page_cost(how: &str) -> f64 {
+    const TOTAL: usize = 128 << 20;
+    const BATCH: usize = 2 << 20;
+    let anon = how == "anonymous, write faults";
+    // SAFETY: plain system calls on a memory file and mappings this function makes, checks and
+    // unmaps; every pointer used lies within the `TOTAL` bytes mapped.
+    unsafe {
+        let fd = if anon {
+            -1
+        } else {
+            let fd = libc::memfd_create(c"page_costs".as_ptr(), libc::MFD_CLOEXEC);
+            assert!(fd >= 0 && libc::ftruncate(fd, TOTAL as libc::off_t) == 0);
+            fd
+        };
+        let t = Instant::now();
+        let (flags, file) = if anon {
+            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1)
+        } else {
+            (libc::MAP_SHARED, fd)
+        };
+        let rw = libc::PROT_READ | libc::PROT_WRITE;
+        let p = libc::mmap(core::ptr::null_mut(), TOTAL, rw, flags, file, 0);
+        assert_ne!(p, libc::MAP_FAILED);
+        let p = p.cast::<u8>();
+        for off in (0..TOTAL).step_by(BATCH) {
+            let q = p.add(off).cast::<libc::c_void>();
+            let at = off as libc::off_t;
+            let ok = match how {
+                "memfd, MADV_POPULATE_WRITE" => libc::madvise(q, BATCH, libc::MADV_POPULATE_WRITE),
+                "memfd, fallocate + POPULATE_WRITE" => {
+                    libc::fallocate(fd, 0, at, BATCH as libc::off_t)
+                        | libc::madvise(q, BATCH, libc::MADV_POPULATE_WRITE)
+                }
+                "memfd, zeros + POPULATE_READ" => {
+                    let iov = [libc::iovec {
+                        iov_base: ZEROS.as_ptr().cast_mut().cast(),
+                        iov_len: ZEROS.len(),
+                    }; BATCH / (64 << 10)];
+                    let w = libc::pwritev(fd, iov.as_ptr(), iov.len() as i32, at);
+                    assert_eq!(w as usize, BATCH);
+                    libc::madvise(q, BATCH, libc::MADV_POPULATE_READ)
+                }
+                _ => 0,
+            };
+            assert_eq!(ok, 0, "{how}");
+            let s = core::slice::from_raw_parts_mut(p.add(off).cast::<u64>(), BATCH / 8);
+            for (i, x) in s.iter_mut().enumerate() {
+                core::ptr::write_volatile(x, i as u64);
+            }
+        }
+        let ns = t.elapsed().as_secs_f64() * 1e9 / (TOTAL / 4096) as f64;
+        libc::munmap(p.cast(), TOTAL);
+        if fd >= 0 {
+            libc::close(fd);
+        }
+        ns
+    }
+}
+
+fn page_costs(rounds: usize) {
+    let ways = [
+        "anonymous, write faults",
+        "memfd, write faults",
+        "memfd, MADV_POPULATE_WRITE",
+        "memfd, fallocate + POPULATE_WRITE",
+        "memfd, zeros + POPULATE_READ",
+    ];
+    let mut ns = vec![Vec::new(); ways.len()];
+    for _ in 0..rounds {
+        for (k, how) in ways.iter().enumerate() {
+            ns[k].push(page_cost(how));
+        }
+    }
+    println!("bring in and write one 4 KiB page (128 MiB, {rounds} rounds): ns median [range]");
+    for (k, how) in ways.iter().enumerate() {
+        let (m, lo, hi) = stats(&ns[k]);
+        println!("{how:<36} {m:>6.0} [{lo:.0}-{hi:.0}]");
+    }
 }
 
 fn main() {
+    let page_rounds = arg("--page-costs", 0);
+    if page_rounds > 0 {
+        page_costs(page_rounds);
+        return;
+    }
     let gib = arg("--gib", 1);
     let readers = arg("--readers", 2);
     let reps = arg("--push-reps", 5).max(1);
@@ -213,28 +314,39 @@ fn main() {
         ("SharedVec (fault)", Some(Prefault::Fault)),
         ("SharedVec (populate)", Some(Prefault::Populate)),
         ("SharedVec (fallocate)", Some(Prefault::Allocate)),
-        (
-            "SharedVec (both, default)",
-            Some(Prefault::AllocatePopulate),
-        ),
+        ("SharedVec (both)", Some(Prefault::AllocatePopulate)),
+        ("SharedVec (zeros, default)", Some(Prefault::WriteZeros)),
         ("RwLock<Vec<u64>>", None),
     ];
     let mut times = vec![Vec::new(); modes.len()];
+    let mut with_drop = vec![Vec::new(); modes.len()];
     for _ in 0..reps {
         for (k, (_, m)) in modes.iter().enumerate() {
-            times[k].push(match m {
+            let (t, d) = match m {
                 Some(p) => push_shared(*p, n),
                 None => push_lock(n),
-            });
+            };
+            times[k].push(t);
+            with_drop[k].push(d);
         }
     }
-    let lock = &times[modes.len() - 1];
+    let ratio = |t: &[Vec<f64>], k: usize| {
+        let r: Vec<f64> = t[modes.len() - 1]
+            .iter()
+            .zip(&t[k])
+            .map(|(l, x)| l / x)
+            .collect();
+        stats(&r)
+    };
     for (k, (label, _)) in modes.iter().enumerate() {
         let (m, lo, hi) = stats(&times[k]);
-        let r: Vec<f64> = lock.iter().zip(&times[k]).map(|(l, t)| l / t).collect();
-        let (rm, rlo, rhi) = stats(&r);
+        let (rm, rlo, rhi) = ratio(&times, k);
+        let (dm, dlo, dhi) = stats(&with_drop[k]);
+        let (qm, qlo, qhi) = ratio(&with_drop, k);
         println!(
-            "{label:<26} {m:>8.1} [{lo:.1}-{hi:.1}]   throughput vs RwLock<Vec>: {rm:.2}x [{rlo:.2}-{rhi:.2}]"
+            "{label:<26} {m:>6.1} [{lo:.1}-{hi:.1}] throughput vs RwLock<Vec>: {rm:.2}x \
+             [{rlo:.2}-{rhi:.2}] | with the drop {dm:>6.1} [{dlo:.1}-{dhi:.1}]: {qm:.2}x \
+             [{qlo:.2}-{qhi:.2}]"
         );
     }
 }

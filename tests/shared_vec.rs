@@ -168,6 +168,7 @@ fn every_prefault_mode_keeps_the_elements_across_grows() {
         Prefault::Populate,
         Prefault::Allocate,
         Prefault::AllocatePopulate,
+        Prefault::WriteZeros,
     ] {
         let v = Arc::new(SharedVec::<u64>::with_prefault(mode));
         let stop = Arc::new(AtomicBool::new(false));

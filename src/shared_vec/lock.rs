@@ -39,6 +39,9 @@ pub(super) struct WriterLock {
 /// The writer's state behind a [`WriterLock`].
 pub(super) type Mutex<T> = parking_lot::lock_api::Mutex<WriterLock, T>;
 
+/// A held [`Mutex`].
+pub(super) type MutexGuard<'a, T> = parking_lot::lock_api::MutexGuard<'a, WriterLock, T>;
+
 impl WriterLock {
     #[cold]
     #[inline(never)]

@@ -282,6 +282,11 @@ pub(crate) fn allocate_file(_fd: i32, _off: usize, _len: usize) -> Result<(), Er
     Err(Errno(libc::ENOTSUP))
 }
 
+/// Not reached without `memfd` (`ENOTSUP`).
+pub(crate) fn write_zeros(_fd: i32, _off: usize, _len: usize) -> Result<(), Errno> {
+    Err(Errno(libc::ENOTSUP))
+}
+
 /// Not reached without `memfd`: there is no descriptor to close.
 pub(crate) fn close(_fd: i32) {}
 
@@ -438,6 +443,14 @@ pub(crate) fn advise_huge(addr: *mut u8, len: usize) -> Result<(), Errno> {
 /// # Safety
 /// As in the Linux backend: the caller owns the range.
 pub(crate) unsafe fn populate_write(_addr: *mut u8, _len: usize) -> Result<(), Errno> {
+    Err(Errno(libc::ENOTSUP))
+}
+
+/// Not available on the portable backend (`ENOTSUP`): pages fault in when touched.
+///
+/// # Safety
+/// None needed (nothing is done); `unsafe` to match the Linux backend.
+pub(crate) unsafe fn populate_read(_addr: *mut u8, _len: usize) -> Result<(), Errno> {
     Err(Errno(libc::ENOTSUP))
 }
 

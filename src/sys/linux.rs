@@ -187,6 +187,46 @@ pub(crate) fn allocate_file(fd: i32, off: usize, len: usize) -> Result<(), Errno
     }
 }
 
+/// Zeros, read by [`write_zeros`] (in `.bss`: costs nothing until read, and reading maps the
+/// kernel's zero page).
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+
+/// Writes zeros into `[off, off + len)` of the file `fd` (`pwritev` from a static zero buffer,
+/// as many calls as it takes). On a memory file this allocates the pages and marks them up to
+/// date without a page fault, so that a later read fault maps several of them at once
+/// (fault-around), which `fallocate`'s not-yet-cleared pages do not allow. Errors mean "not
+/// (all) done": the rest is allocated on first touch instead.
+///
+/// Overwrites the range: the caller must hold nothing there (bytes past everything it wrote).
+pub(crate) fn write_zeros(fd: i32, off: usize, len: usize) -> Result<(), Errno> {
+    const PIECES: usize = 32;
+    let (mut off, end) = (off, off.checked_add(len).ok_or(Errno(libc::EFBIG))?);
+    while off < end {
+        let iov = [libc::iovec {
+            iov_base: ZEROS.as_ptr().cast_mut().cast(),
+            iov_len: ZEROS.len(),
+        }; PIECES];
+        let want = (end - off).min(PIECES * ZEROS.len());
+        let n = want.div_ceil(ZEROS.len());
+        let mut iov = iov;
+        iov[n - 1].iov_len = want - (n - 1) * ZEROS.len();
+        let at = libc::off_t::try_from(off).map_err(|_| Errno(libc::EFBIG))?;
+        // SAFETY: every iovec points into `ZEROS`, a static the kernel only reads (pwritev
+        // copies from it); `n <= PIECES` of them are passed. An invalid descriptor is an EBADF,
+        // not UB. The caller holds nothing in the range written.
+        let r = unsafe { libc::pwritev(fd, iov.as_ptr(), n as i32, at) };
+        if r <= 0 {
+            return Err(if r == 0 {
+                Errno(libc::EIO)
+            } else {
+                Errno::last()
+            });
+        }
+        off += r as usize;
+    }
+    Ok(())
+}
+
 /// Closes `fd`.
 pub(crate) fn close(fd: i32) {
     // SAFETY: closing a descriptor the caller owns and no longer uses.
@@ -459,6 +499,24 @@ pub(crate) unsafe fn populate_write(addr: *mut u8, len: usize) -> Result<(), Err
     // ones, which keep their contents); it never changes a mapping or the bytes of the range,
     // which the caller owns.
     if unsafe { libc::madvise(addr.cast(), len, libc::MADV_POPULATE_WRITE) } == 0 {
+        Ok(())
+    } else {
+        Err(Errno::last())
+    }
+}
+
+/// Maps in every page of `[addr, addr + len)` as a read would (`MADV_POPULATE_READ`, Linux
+/// 5.14+), in one call: a file mapping gets its pages that are in the page cache and up to date
+/// mapped several at a time (fault-around); in a shared writable mapping of a memory file they
+/// are mapped writable, so the writes that follow take no fault. Errors as
+/// [`populate_write`]'s: "not done, the pages fault in when touched".
+///
+/// # Safety
+/// The caller owns the whole range (a mapping of its own).
+pub(crate) unsafe fn populate_read(addr: *mut u8, len: usize) -> Result<(), Errno> {
+    // SAFETY: MADV_POPULATE_READ only faults pages in as reads would; it never changes a
+    // mapping or a byte of the range, which the caller owns.
+    if unsafe { libc::madvise(addr.cast(), len, libc::MADV_POPULATE_READ) } == 0 {
         Ok(())
     } else {
         Err(Errno::last())

@@ -211,6 +211,49 @@ fn populate_write_faults_pages_in_and_keeps_bytes() {
     }
 }
 
+/// `write_zeros` allocates a memory file's pages with zeros past what was written, leaving the
+/// written page alone, in pieces larger than its zero buffer; `populate_read` then maps them
+/// (writable: a write through the mapping lands in the file).
+#[cfg(all(target_os = "linux", not(feature = "force-fallback")))]
+#[test]
+fn write_zeros_then_populate_read_maps_the_file_pages() {
+    let page = page_size();
+    let len = (256 << 10) + 3 * page; // more than one `pwritev` of the 64 KiB zero buffer
+    let fd = memfd().unwrap();
+    set_file_len(fd, len).unwrap();
+    let p = map_shared(0, len, fd).unwrap();
+    // SAFETY: our shared mapping of `len` bytes.
+    unsafe { p.write_bytes(0x77, page) };
+    write_zeros(fd, page, len - page).unwrap();
+    let resident = |p: *mut u8| {
+        let mut v = vec![0u8; len / page];
+        // SAFETY: `len` bytes of our mapping, one byte per page into `v`.
+        assert_eq!(unsafe { libc::mincore(p.cast(), len, v.as_mut_ptr()) }, 0);
+        v.iter().filter(|&&b| b & 1 != 0).count()
+    };
+    // SAFETY: our own mapping.
+    match unsafe { populate_read(p, len) } {
+        // A kernel older than 5.14 does not know the advice.
+        Err(Errno(libc::EINVAL)) => {}
+        r => {
+            r.unwrap();
+            assert_eq!(resident(p), len / page);
+        }
+    }
+    // SAFETY: our mapping, still mapped; the file is ours.
+    unsafe {
+        let s = core::slice::from_raw_parts_mut(p, len);
+        assert!(s[..page].iter().all(|&b| b == 0x77));
+        assert!(s[page..].iter().all(|&b| b == 0));
+        s[len - 1] = 9;
+        let mut b = 0u8;
+        assert_eq!(libc::pread(fd, (&raw mut b).cast(), 1, (len - 1) as i64), 1);
+        assert_eq!(b, 9);
+        unmap(p, len).unwrap();
+    }
+    close(fd);
+}
+
 /// The portable backend has no populate advice: it says so instead of pretending.
 #[cfg(any(not(target_os = "linux"), feature = "force-fallback"))]
 #[test]

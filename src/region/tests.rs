@@ -561,8 +561,11 @@ fn a_request_larger_than_anything_kept_grows_a_kept_region() {
     };
     assert_eq!(recycle::stats().grown, before.grown + 1);
     assert_eq!(g.len(), 5 * MIB);
-    assert_eq!(g.as_ptr() as usize, at, "grown in place");
-    assert_eq!((dirty, calls), (3 * MIB, 1));
+    assert_eq!(dirty, 3 * MIB);
+    if !crate::sys::valgrind() {
+        // valgrind emulates mremap and places mappings itself: the growth may move.
+        assert_eq!((g.as_ptr() as usize, calls), (at, 1), "grown in place");
+    }
     check(&g, 3 * MIB, 9);
     assert!(zero_from(&g, 3 * MIB));
     drop(g);

@@ -212,3 +212,40 @@ fn every_prefault_mode_keeps_the_elements_across_grows() {
         drop(blockers);
     }
 }
+
+/// A process with a file-size limit (`ulimit -f`) gets an error when a buffer would grow its
+/// memory file past the limit, not the `SIGXFSZ` that kills it. Runs in a child process,
+/// since the limit is process-wide.
+#[cfg(all(target_os = "linux", not(feature = "force-fallback")))]
+#[test]
+fn growth_past_the_file_size_limit_is_an_error_not_a_signal() {
+    const NAME: &str = "growth_past_the_file_size_limit_is_an_error_not_a_signal";
+    if std::env::var_os("REMAPVEC_TEST_FSIZE_CHILD").is_some() {
+        let lim = libc::rlimit {
+            rlim_cur: 4 << 20,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: setrlimit reads the `rlimit` we pass.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &lim) }, 0);
+        let v: SharedVec<u8> = SharedVec::new();
+        v.try_extend_from_slice(&[1; 1 << 20])
+            .expect("1 MiB is within the limit");
+        let err = v
+            .try_extend_from_slice(&vec![2; 16 << 20])
+            .expect_err("17 MiB is past the 4 MiB limit");
+        assert!(err.to_string().contains("too large"), "{err}");
+        // Nothing lost, and the buffer still works within the limit.
+        assert_eq!(v.len(), 1 << 20);
+        assert!(v.read().iter().all(|&x| x == 1));
+        v.push(3);
+        assert_eq!(v.read()[1 << 20], 3);
+        return;
+    }
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", NAME, "--test-threads=1"])
+        .env("REMAPVEC_TEST_FSIZE_CHILD", "1")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "the child failed: {status:?}");
+}

@@ -162,6 +162,7 @@ pub(crate) fn set_file_len(fd: i32, len: usize) -> Result<(), Errno> {
     if let Some((errno, _)) = super::fault::hit() {
         return Err(Errno(errno));
     }
+    within_file_size_limit(len)?;
     let len = libc::off_t::try_from(len).map_err(|_| Errno(libc::EFBIG))?;
     // SAFETY: ftruncate on a file descriptor; an invalid one is an EBADF, not UB.
     if unsafe { libc::ftruncate(fd, len) } == 0 {
@@ -171,11 +172,31 @@ pub(crate) fn set_file_len(fd: i32, len: usize) -> Result<(), Errno> {
     }
 }
 
+/// `EFBIG` when a file may not reach `end` bytes under the process's file-size limit
+/// (`RLIMIT_FSIZE`, `ulimit -f`, which applies to memory files too). Asked before the kernel
+/// is: it answers a write, truncate or allocation past the limit with `SIGXFSZ`, which kills
+/// the process unless handled, where a growing buffer must report an error instead.
+fn within_file_size_limit(end: usize) -> Result<(), Errno> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the `rlimit` we pass and nothing else.
+    if unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut lim) } != 0 {
+        return Ok(());
+    }
+    if lim.rlim_cur != libc::RLIM_INFINITY && end as u64 > lim.rlim_cur {
+        return Err(Errno(libc::EFBIG));
+    }
+    Ok(())
+}
+
 /// Allocates the pages of `[off, off + len)` of the file `fd` (`fallocate`, mode 0): a
 /// memory file gets zeroed pages there in one call, so that mapping them later is a minor
 /// fault. The file's size does not shrink. Errors mean "not done": the pages are allocated on
 /// first touch instead.
 pub(crate) fn allocate_file(fd: i32, off: usize, len: usize) -> Result<(), Errno> {
+    within_file_size_limit(off.checked_add(len).ok_or(Errno(libc::EFBIG))?)?;
     let off = libc::off_t::try_from(off).map_err(|_| Errno(libc::EFBIG))?;
     let len = libc::off_t::try_from(len).map_err(|_| Errno(libc::EFBIG))?;
     // SAFETY: fallocate on a file descriptor; an invalid one is an EBADF, not UB. It changes
@@ -201,6 +222,7 @@ static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 pub(crate) fn write_zeros(fd: i32, off: usize, len: usize) -> Result<(), Errno> {
     const PIECES: usize = 32;
     let (mut off, end) = (off, off.checked_add(len).ok_or(Errno(libc::EFBIG))?);
+    within_file_size_limit(end)?;
     while off < end {
         let iov = [libc::iovec {
             iov_base: ZEROS.as_ptr().cast_mut().cast(),

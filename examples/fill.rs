@@ -7,7 +7,8 @@
 //! `RemapVec` alternating, `--reps` runs each: the median and [min–max] time, the ratio
 //! `Vec` / `RemapVec` run by run (above 1: `RemapVec` is faster), and the peak resident memory the
 //! fill added (`VmHWM` after it, less the resident memory before it; the source slice is made
-//! before).
+//! before). `refill_pieces` pushes the n bytes, clears the vector and times the pieces again:
+//! memory already written, where a fill has nothing to fault in.
 //!
 //! ```text
 //! cargo run --release --example fill                     # 1 GiB, 5 runs each: about 1 minute
@@ -23,12 +24,13 @@ use std::time::Instant;
 #[allow(dead_code)]
 mod measure;
 
-const OPS: [&str; 5] = [
+const OPS: [&str; 6] = [
     "resize",
     "extend_from_slice",
     "extend_exact",
     "extend_from_within",
     "extend_pieces",
+    "refill_pieces",
 ];
 
 fn arg(name: &str) -> Option<String> {
@@ -44,6 +46,8 @@ trait Fill: Sized {
     fn extend_from_slice(&mut self, s: &[u8]);
     fn extend_iter(&mut self, it: impl Iterator<Item = u8>);
     fn extend_from_within(&mut self);
+    fn push(&mut self, x: u8);
+    fn clear(&mut self);
     fn bytes(&self) -> &[u8];
 }
 
@@ -62,6 +66,12 @@ impl Fill for Vec<u8> {
     }
     fn extend_from_within(&mut self) {
         Vec::extend_from_within(self, ..)
+    }
+    fn push(&mut self, x: u8) {
+        Vec::push(self, x)
+    }
+    fn clear(&mut self) {
+        Vec::clear(self)
     }
     fn bytes(&self) -> &[u8] {
         self
@@ -84,6 +94,12 @@ impl Fill for RemapVec<u8> {
     fn extend_from_within(&mut self) {
         RemapVec::extend_from_within(self, ..)
     }
+    fn push(&mut self, x: u8) {
+        RemapVec::push(self, x)
+    }
+    fn clear(&mut self) {
+        RemapVec::clear(self)
+    }
     fn bytes(&self) -> &[u8] {
         self
     }
@@ -96,6 +112,11 @@ fn run<V: Fill>(op: &str, n: usize, piece: usize) -> (f64, u64) {
     if op == "extend_from_within" {
         v.extend_from_slice(&src[..n / 2]);
     }
+    if op == "refill_pieces" {
+        // Memory already written (by pushes), emptied, filled again: nothing is fresh.
+        src.iter().for_each(|&x| v.push(x));
+        v.clear();
+    }
     let have_peak = measure::reset_peak_rss();
     let before = measure::rss_kib();
     let t = Instant::now();
@@ -104,7 +125,7 @@ fn run<V: Fill>(op: &str, n: usize, piece: usize) -> (f64, u64) {
         "extend_from_slice" => v.extend_from_slice(&src),
         "extend_exact" => v.extend_iter(src.iter().copied()),
         "extend_from_within" => v.extend_from_within(),
-        "extend_pieces" => src.chunks(piece).for_each(|c| v.extend_from_slice(c)),
+        "extend_pieces" | "refill_pieces" => src.chunks(piece).for_each(|c| v.extend_from_slice(c)),
         _ => panic!("unknown fill {op}"),
     }
     let ms = t.elapsed().as_secs_f64() * 1e3;
@@ -188,7 +209,7 @@ fn main() {
          alternating; ms median [min-max]; peak RSS added, MiB median"
     );
     let runs = ops.iter().flat_map(|&op| {
-        let sizes = if op == "extend_pieces" {
+        let sizes = if op.ends_with("_pieces") {
             pieces.clone()
         } else {
             vec![0]

@@ -149,6 +149,12 @@ impl Default for VecOptions {
 /// (`cargo run --release --example fill -- --only extend_pieces --piece 8,16,64`).
 const POPULATE_MIN: usize = 16 << 10;
 
+/// Bulk fills populate at most this many bytes ahead of what they have written, and the next
+/// piece when writing reaches it: an iterator whose size hint lies, or a `Clone` or closure that
+/// panics, leaves at most this much populated and unwritten (RSS stays within a piece of what
+/// `Vec` would use). One call for the whole range was not measurably faster (see DESIGN.md).
+pub(crate) const FILL_CHUNK: usize = 4 << 20;
+
 /// A zeroed vector takes a kept mapping only if at most this many of its bytes may be dirty
 /// (clearing 256 KiB takes ≈25 µs; a fresh mapping costs nothing until written).
 const ZEROED_MAX_DIRTY: usize = 256 << 10;
@@ -242,7 +248,14 @@ struct Header {
     /// Pages from here on have, as far as the crate knows, never been touched: bulk fills
     /// populate them in one call (see `prepare_fill`). A hint only: pages the user touched
     /// through spare capacity are populated again, which costs a page-table walk, no data.
+    /// Raised by fills (what they populate), growth (what pushes wrote) and a shrinking
+    /// length (what the elements occupied); lowered to the mapping's length when it shrinks.
+    /// Never used to decide what is zero (that is `dirty`): a wrong value costs speed only.
     fresh_from: usize,
+    /// Elements from this byte offset up to the length may have been exposed as zeros without
+    /// being written (`zeroed`, `resize_zeroed` into fresh pages), so a shorter length does not
+    /// prove them written. `usize::MAX` when there are none.
+    unwritten_from: usize,
 }
 
 /// The untyped buffer: a heap block, a mapped region, or nothing.
@@ -342,6 +355,7 @@ impl RawInner {
                     stats,
                     dirty: 0,
                     fresh_from: 0,
+                    unwritten_from: usize::MAX,
                 })
             };
             debug_assert!(align_of::<Header>() >= 2);
@@ -567,6 +581,13 @@ impl RawInner {
             // allocated and writable; no element lives there (they are at `..len`).
             unsafe { self.ptr.as_ptr().add(start).write_bytes(0, stop - start) };
         }
+        if stop < end
+            // SAFETY: `h` is the only reference to the header while this runs.
+            && let Some(h) = unsafe { self.header_detached() }
+        {
+            // The caller exposes `stop..end` as zeros it never wrote.
+            h.unwritten_from = h.unwritten_from.min(start.max(stop));
+        }
         Ok(())
     }
 
@@ -701,6 +722,26 @@ impl RawInner {
         }
     }
 
+    /// The length dropped from `old` to `new` bytes: the elements that were there were
+    /// written (unless exposed as zeros, see `unwritten_from`), so their pages are resident
+    /// and a later fill over them needs no populate call.
+    #[cold]
+    #[inline(never)]
+    fn len_dropped(&mut self, old: usize, new: usize) {
+        // SAFETY: `h` is the only reference to the header while this runs.
+        let Some(h) = (unsafe { self.header_detached() }) else {
+            return;
+        };
+        if h.region.is_none() {
+            return;
+        }
+        h.fresh_from = h.fresh_from.max(old.min(h.unwritten_from));
+        if new <= h.unwritten_from {
+            // No element exposed as zeros without being written remains.
+            h.unwritten_from = usize::MAX;
+        }
+    }
+
     /// Lowers the capacity to `max(len, min_cap)` if it is above. Best effort: if the smaller
     /// buffer cannot be had, the current one is kept (nothing is lost).
     fn shrink_to(&mut self, len: usize, min_cap: usize, elem: Layout) {
@@ -739,6 +780,7 @@ impl RawInner {
                 h.stats.syscalls += 1;
                 h.dirty = 0;
                 h.fresh_from = 0;
+                h.unwritten_from = usize::MAX;
                 self.ptr = p;
                 self.cap = target;
                 return;
@@ -746,6 +788,8 @@ impl RawInner {
             if let Ok(calls) = region.shrink(bytes) {
                 h.stats.syscalls += u64::from(calls);
                 h.dirty = h.dirty.min(region.len());
+                // Pages given back and grown into again are fresh.
+                h.fresh_from = h.fresh_from.min(region.len());
                 self.cap = region.len() / elem.size();
             }
             return;
@@ -783,6 +827,7 @@ impl RawInner {
             }
             h.dirty = 0;
             h.fresh_from = 0;
+            h.unwritten_from = usize::MAX;
         }
         self.ptr = dangling(elem.align());
         self.cap = if elem.size() == 0 { usize::MAX } else { 0 };
@@ -957,6 +1002,22 @@ impl<T> RawVec<T> {
         if n.saturating_mul(size) >= POPULATE_MIN && self.inner.header_ptr().is_some() {
             self.inner.prepare_fill(len * size, (len + n) * size)
         }
+    }
+
+    /// The length is about to drop from `old` to `new` elements (see `RawInner::len_dropped`);
+    /// a branch when the vector is not mapped.
+    #[inline]
+    pub(crate) fn len_dropped(&mut self, old: usize, new: usize) {
+        let size = Self::ELEM.size();
+        if self.inner.header_ptr().is_some() {
+            self.inner.len_dropped(old * size, new * size)
+        }
+    }
+
+    /// Where the pages never touched begin, as the header knows it (for tests).
+    #[cfg(test)]
+    pub(crate) fn fresh_from(&self) -> Option<usize> {
+        self.inner.hdr().map(|h| h.fresh_from)
     }
 
     pub(crate) fn shrink_to(&mut self, len: usize, min_cap: usize) {

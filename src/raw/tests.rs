@@ -218,3 +218,41 @@ fn heap_grows_are_counted_past_the_packed_counter() {
     assert_eq!(r.stats().heap_grows, 9000);
     assert_eq!(r.stats().copied, 1);
 }
+
+#[test]
+fn a_shrunk_mapping_forgets_the_pages_it_gave_back() {
+    let mut r: RawVec<u8> = RawVec::new(opts(64 << 10));
+    r.reserve_exact(0, 4 << 20);
+    assert!(r.is_mapped());
+    r.prepare_fill(0, 4 << 20);
+    assert_eq!(r.fresh_from(), Some(4 << 20));
+    r.shrink_to(0, 1 << 20);
+    assert!(r.is_mapped());
+    let len = r.capacity();
+    assert!(len < 4 << 20);
+    assert!(
+        r.fresh_from().is_some_and(|f| f <= len),
+        "pages beyond the shrunk mapping are taken for touched"
+    );
+    // Grown back: the regained pages are fresh, and a fill populates them.
+    r.reserve_exact(0, 4 << 20);
+    assert!(r.fresh_from().is_some_and(|f| f <= len));
+}
+
+#[test]
+fn a_shorter_length_marks_its_pages_written_unless_only_zeroed() {
+    let mut r: RawVec<u64> = RawVec::new(opts(64 << 10));
+    r.reserve_exact(0, 16 << 10);
+    assert_eq!(r.fresh_from(), Some(0));
+    // 1000 elements written (by pushes, say), then the length drops to 10.
+    r.len_dropped(1000, 10);
+    assert_eq!(r.fresh_from(), Some(8000));
+    // Zeros up to the old capacity (128 KiB) are written; the grown tail is exposed as zeros
+    // without being written.
+    r.try_reserve_zeroed(2000, 1 << 20, true).unwrap();
+    r.len_dropped(2000 + (1 << 20), 0);
+    assert_eq!(r.fresh_from(), Some(128 << 10));
+    // With nothing unwritten left, a shorter length marks its pages again.
+    r.len_dropped(1 << 20, 0);
+    assert_eq!(r.fresh_from(), Some(8 << 20));
+}

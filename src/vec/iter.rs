@@ -190,6 +190,8 @@ unsafe impl<T: Sync> Sync for Drain<'_, T> {}
 impl<'a, T> Drain<'a, T> {
     pub(super) fn new(vec: &'a mut RemapVec<T>, start: usize, end: usize) -> Self {
         let len = vec.len;
+        // The drained and tail elements' pages were written: a later fill needs no populate.
+        vec.buf.len_dropped(len, start);
         // Until the drain is dropped the vector only claims its head: leaking the drain leaks
         // the drained and tail elements, never exposes moved-out ones.
         vec.len = start;

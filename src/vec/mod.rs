@@ -1,7 +1,7 @@
 //! `RemapVec<T>`: elements and length over [`RawVec`], the `Vec` API, `Deref<Target = [T]>`.
 
 use crate::error::TryReserveError;
-use crate::raw::{RawVec, VecOptions};
+use crate::raw::{FILL_CHUNK, RawVec, VecOptions};
 use crate::stats::GrowStats;
 use core::mem::{ManuallyDrop, MaybeUninit};
 use core::ops::{Bound, Range, RangeBounds};
@@ -465,6 +465,8 @@ impl<T> RemapVec<T> {
             unsafe { self.as_mut_ptr().add(len) },
             self.len - len,
         );
+        // The dropped elements' pages were written: a later fill needs no populate there.
+        self.buf.len_dropped(self.len, len);
         // Set the length first: if a destructor panics, the rest are not dropped twice.
         self.len = len;
         // SAFETY: the tail elements are initialized and no longer part of the vector.
@@ -576,6 +578,9 @@ impl<T> RemapVec<T> {
     #[inline]
     pub unsafe fn set_len(&mut self, new_len: usize) {
         debug_assert!(new_len <= self.capacity());
+        if new_len < self.len {
+            self.buf.len_dropped(self.len, new_len);
+        }
         self.len = new_len;
     }
 
@@ -1058,17 +1063,8 @@ impl<T> RemapVec<T> {
             return;
         }
         let n = new_len - self.len;
-        self.reserve_for_fill(n);
-        let base = self.as_mut_ptr();
-        let mut guard = SetLenOnDrop {
-            local_len: self.len,
-            len: &mut self.len,
-        };
-        for _ in 0..n {
-            // SAFETY: room was reserved; the length follows each write.
-            unsafe { base.add(guard.local_len).write(f()) };
-            guard.local_len += 1;
-        }
+        self.reserve(n);
+        self.fill_with(n, |_| f());
     }
 
     /// Removes the elements in `range` and returns them as an iterator. The tail moves down
@@ -1107,12 +1103,37 @@ impl<T> RemapVec<T> {
         Splice::new(self.drain(range), replace_with.into_iter())
     }
 
-    /// Room for `n` more elements that are written right away, in one go: fresh pages of the
-    /// mapping are faulted in with one call, not one trap each.
-    #[track_caller]
-    fn reserve_for_fill(&mut self, n: usize) {
-        self.reserve(n);
-        self.buf.prepare_fill(self.len, n);
+    /// Elements per piece of a bulk fill (see [`FILL_CHUNK`]).
+    const FILL_PIECE: usize = if size_of::<T>() == 0 {
+        usize::MAX
+    } else {
+        let n = FILL_CHUNK / size_of::<T>();
+        if n == 0 { 1 } else { n }
+    };
+
+    /// Writes `n` elements after the length, the `i`-th being `f(i)`, into room the caller
+    /// reserved. Fresh pages of a mapping are faulted in with one call per piece of
+    /// [`FILL_CHUNK`] bytes, not one trap each, just before the piece is written: if `f`
+    /// panics, at most one piece is populated beyond what was written.
+    #[inline]
+    fn fill_with(&mut self, n: usize, mut f: impl FnMut(usize) -> T) {
+        debug_assert!(n <= self.capacity() - self.len);
+        let base = self.as_mut_ptr();
+        let mut guard = SetLenOnDrop {
+            local_len: self.len,
+            len: &mut self.len,
+        };
+        let mut i = 0;
+        while i < n {
+            let end = n.min(i.saturating_add(Self::FILL_PIECE));
+            self.buf.prepare_fill(guard.local_len, end - i);
+            for j in i..end {
+                // SAFETY: the caller reserved room for `n`; the length follows each write.
+                unsafe { base.add(guard.local_len).write(f(j)) };
+                guard.local_len += 1;
+            }
+            i = end;
+        }
     }
 
     /// Appends every item of an iterator (the engine of `Extend`).
@@ -1120,11 +1141,10 @@ impl<T> RemapVec<T> {
     fn extend_desugared<I: Iterator<Item = T>>(&mut self, mut iter: I) {
         // Reserve by the lower size hint once, then push; a lying hint only costs growth.
         let (lower, upper) = iter.size_hint();
-        if upper == Some(lower) {
-            self.reserve_for_fill(lower);
-        } else {
-            self.reserve(lower);
-        }
+        self.reserve(lower);
+        // An exact hint says how much will be written, but the iterator may lie or panic:
+        // fresh pages are populated one piece ahead of the writes, never the whole hint.
+        let mut announced = if upper == Some(lower) { lower } else { 0 };
         loop {
             // Fill the spare capacity without a capacity check per item.
             let cap = self.capacity();
@@ -1134,13 +1154,23 @@ impl<T> RemapVec<T> {
                 len: &mut self.len,
             };
             while guard.local_len < cap {
-                match iter.next() {
-                    // SAFETY: `local_len < cap`: an uninitialized slot inside the buffer.
-                    Some(x) => unsafe {
-                        base.add(guard.local_len).write(x);
-                        guard.local_len += 1;
-                    },
-                    None => return,
+                let mut stop = cap;
+                if announced > 0 {
+                    let k = announced.min(Self::FILL_PIECE).min(cap - guard.local_len);
+                    self.buf.prepare_fill(guard.local_len, k);
+                    announced -= k;
+                    stop = guard.local_len + k;
+                }
+                while guard.local_len < stop {
+                    match iter.next() {
+                        // SAFETY: `local_len < stop <= cap`: an uninitialized slot inside the
+                        // buffer.
+                        Some(x) => unsafe {
+                            base.add(guard.local_len).write(x);
+                            guard.local_len += 1;
+                        },
+                        None => return,
+                    }
                 }
             }
             drop(guard);
@@ -1174,20 +1204,11 @@ impl<T: Clone> RemapVec<T> {
             return;
         }
         let n = new_len - self.len;
-        self.reserve_for_fill(n);
-        let base = self.as_mut_ptr();
-        let mut guard = SetLenOnDrop {
-            local_len: self.len,
-            len: &mut self.len,
-        };
-        for _ in 1..n {
-            // SAFETY: room for `n` was reserved; the length follows each write.
-            unsafe { base.add(guard.local_len).write(value.clone()) };
-            guard.local_len += 1;
-        }
+        self.reserve(n);
+        self.fill_with(n - 1, |_| value.clone());
         // SAFETY: the last reserved slot gets `value` itself.
-        unsafe { base.add(guard.local_len).write(value) };
-        guard.local_len += 1;
+        unsafe { self.as_mut_ptr().add(self.len).write(value) };
+        self.len += 1;
     }
 
     /// Appends clones of all elements of `other`.
@@ -1200,17 +1221,9 @@ impl<T: Clone> RemapVec<T> {
     /// ```
     #[track_caller]
     pub fn extend_from_slice(&mut self, other: &[T]) {
-        self.reserve_for_fill(other.len());
-        let base = self.as_mut_ptr();
-        let mut guard = SetLenOnDrop {
-            local_len: self.len,
-            len: &mut self.len,
-        };
-        for x in other {
-            // SAFETY: room for `other.len()` was reserved; the length follows each write.
-            unsafe { base.add(guard.local_len).write(x.clone()) };
-            guard.local_len += 1;
-        }
+        self.reserve(other.len());
+        // SAFETY: `fill_with` asks for indices below `other.len()`.
+        self.fill_with(other.len(), |i| unsafe { other.get_unchecked(i) }.clone());
     }
 
     /// Appends clones of the elements in `src`, a range of the vector itself.
@@ -1227,21 +1240,11 @@ impl<T: Clone> RemapVec<T> {
     #[track_caller]
     pub fn extend_from_within<R: RangeBounds<usize>>(&mut self, src: R) {
         let Range { start, end } = slice_range(src, self.len);
-        self.reserve_for_fill(end - start);
-        let base = self.as_mut_ptr();
-        let mut guard = SetLenOnDrop {
-            local_len: self.len,
-            len: &mut self.len,
-        };
-        for i in start..end {
-            // SAFETY: `i < end <= len`: initialized source; the destination slot is reserved
-            // and beyond the length, so the two never alias.
-            unsafe {
-                let x = (*base.add(i)).clone();
-                base.add(guard.local_len).write(x);
-            }
-            guard.local_len += 1;
-        }
+        self.reserve(end - start);
+        let base = self.as_ptr();
+        // SAFETY: `start + i < end <= len`: an initialized source element; the slots written
+        // are beyond the length, so the two never alias.
+        self.fill_with(end - start, |i| unsafe { (*base.add(start + i)).clone() });
     }
 }
 

@@ -51,59 +51,40 @@ trait Fill: Sized {
     fn bytes(&self) -> &[u8];
 }
 
-impl Fill for Vec<u8> {
-    fn new() -> Self {
-        Vec::new()
-    }
-    fn resize(&mut self, n: usize, x: u8) {
-        Vec::resize(self, n, x)
-    }
-    fn extend_from_slice(&mut self, s: &[u8]) {
-        Vec::extend_from_slice(self, s)
-    }
-    fn extend_iter(&mut self, it: impl Iterator<Item = u8>) {
-        self.extend(it)
-    }
-    fn extend_from_within(&mut self) {
-        Vec::extend_from_within(self, ..)
-    }
-    fn push(&mut self, x: u8) {
-        Vec::push(self, x)
-    }
-    fn clear(&mut self) {
-        Vec::clear(self)
-    }
-    fn bytes(&self) -> &[u8] {
-        self
-    }
+/// `Fill` for a vector type whose methods have `Vec`'s names and signatures.
+macro_rules! impl_fill {
+    ($v:ident) => {
+        impl Fill for $v<u8> {
+            fn new() -> Self {
+                $v::new()
+            }
+            fn resize(&mut self, n: usize, x: u8) {
+                $v::resize(self, n, x)
+            }
+            fn extend_from_slice(&mut self, s: &[u8]) {
+                $v::extend_from_slice(self, s)
+            }
+            fn extend_iter(&mut self, it: impl Iterator<Item = u8>) {
+                self.extend(it)
+            }
+            fn extend_from_within(&mut self) {
+                $v::extend_from_within(self, ..)
+            }
+            fn push(&mut self, x: u8) {
+                $v::push(self, x)
+            }
+            fn clear(&mut self) {
+                $v::clear(self)
+            }
+            fn bytes(&self) -> &[u8] {
+                self
+            }
+        }
+    };
 }
 
-impl Fill for RemapVec<u8> {
-    fn new() -> Self {
-        RemapVec::new()
-    }
-    fn resize(&mut self, n: usize, x: u8) {
-        RemapVec::resize(self, n, x)
-    }
-    fn extend_from_slice(&mut self, s: &[u8]) {
-        RemapVec::extend_from_slice(self, s)
-    }
-    fn extend_iter(&mut self, it: impl Iterator<Item = u8>) {
-        self.extend(it)
-    }
-    fn extend_from_within(&mut self) {
-        RemapVec::extend_from_within(self, ..)
-    }
-    fn push(&mut self, x: u8) {
-        RemapVec::push(self, x)
-    }
-    fn clear(&mut self) {
-        RemapVec::clear(self)
-    }
-    fn bytes(&self) -> &[u8] {
-        self
-    }
-}
+impl_fill!(Vec);
+impl_fill!(RemapVec);
 
 /// Runs `op` on `V` with `n` bytes; returns (ms, peak KiB added), after checking the contents.
 fn run<V: Fill>(op: &str, n: usize, piece: usize) -> (f64, u64) {

@@ -179,6 +179,16 @@ impl RangeSet {
         self.ranges.insert(off, len);
     }
 
+    /// Where the ranges touching `[off, ..)` begin: the start of the range that holds `off`,
+    /// else `off`.
+    fn first_touching(&self, off: usize) -> usize {
+        self.ranges
+            .range(..off)
+            .next_back()
+            .filter(|&(&o, &l)| o + l > off)
+            .map_or(off, |(&o, _)| o)
+    }
+
     /// Removes `[off, off + len)` from the set; returns the pieces that were in it, in
     /// address order.
     pub(super) fn remove(&mut self, off: usize, len: usize) -> Vec<(usize, usize)> {
@@ -187,13 +197,7 @@ impl RangeSet {
         if !self.touches(off, len) {
             return out;
         }
-        let first = self
-            .ranges
-            .range(..off)
-            .next_back()
-            .filter(|&(&o, &l)| o + l > off)
-            .map(|(&o, _)| o)
-            .unwrap_or(off);
+        let first = self.first_touching(off);
         let hits: Vec<(usize, usize)> = self
             .ranges
             .range(first..end)
@@ -217,13 +221,7 @@ impl RangeSet {
     /// The pieces of `[off, off + len)` in the set, in address order (the set is unchanged).
     pub(super) fn within(&self, off: usize, len: usize) -> Vec<(usize, usize)> {
         let end = off + len;
-        let first = self
-            .ranges
-            .range(..off)
-            .next_back()
-            .filter(|&(&o, &l)| o + l > off)
-            .map(|(&o, _)| o)
-            .unwrap_or(off);
+        let first = self.first_touching(off);
         self.ranges
             .range(first..end)
             .map(|(&o, &l)| (o.max(off), (o + l).min(end)))

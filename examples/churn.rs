@@ -245,13 +245,29 @@ fn report(
         "-".into()
     };
     println!(
-        "{label} {:.3} {:.3} {:.3} {:.3} {:.1} {calls}",
+        "{label} {:.3} {:.3} {:.3} {:.3} {:.1} {calls} {}",
         walls[walls.len() / 2] * 1e6,
         walls[0] * 1e6,
         walls[walls.len() - 1] * 1e6,
         cpus[cpus.len() / 2] * 1e6,
-        faults as f64 / (rounds * iters) as f64
+        faults as f64 / (rounds * iters) as f64,
+        huge_mib()
     );
+}
+
+/// MiB of the process's anonymous memory in transparent huge pages now (`AnonHugePages` of
+/// `/proc/self/smaps_rollup`; `-` where there is none to read), and the blocks `RemapAlloc` has
+/// given huge pages (`AllocStats::made_huge`).
+fn huge_mib() -> String {
+    std::fs::read_to_string("/proc/self/smaps_rollup")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("AnonHugePages:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or_else(|| "-".into(), |kib| (kib >> 10).to_string())
+        + &format!("/{}", remapvec::RemapAlloc::stats().made_huge)
 }
 
 fn human(size: usize) -> String {
@@ -360,11 +376,11 @@ fn main() {
         );
     }
     println!(
-        "alloc + write every byte + free, per iteration: wall time median [min-max] of {rounds} rounds, CPU time (all threads) median of the rounds, minor faults, mmap/mremap/munmap calls (--count)"
+        "alloc + write every byte + free, per iteration: wall time median [min-max] of {rounds} rounds, CPU time (all threads) median of the rounds, minor faults, mmap/mremap/munmap calls (--count), MiB in huge pages at the end / blocks RemapAlloc made huge"
     );
     println!(
-        "{:>14} {:>16} {:>28} {:>10} {:>8} {:>16}",
-        "size", "allocator", "wall µs", "cpu µs", "faults", "calls"
+        "{:>14} {:>18} {:>28} {:>10} {:>8} {:>16} {:>10}",
+        "size", "allocator", "wall µs", "cpu µs", "faults", "calls", "huge/made"
     );
     for name in &names {
         let out = Command::new(std::env::current_exe().expect("own path"))
@@ -380,8 +396,8 @@ fn main() {
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             let f: Vec<&str> = line.split(' ').collect();
             println!(
-                "{:>14} {name:>16} {:>10} [{:>7}-{:>7}] {:>10} {:>8} {:>16}",
-                f[0], f[1], f[2], f[3], f[4], f[5], f[6]
+                "{:>14} {name:>18} {:>10} [{:>7}-{:>7}] {:>10} {:>8} {:>16} {:>10}",
+                f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]
             );
         }
     }

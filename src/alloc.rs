@@ -55,9 +55,36 @@ pub struct RemapAlloc<A = System> {
     inner: A,
     /// Sizes `>= threshold` (and `>= 1`) are regions.
     threshold: usize,
-    /// Whether large blocks of 2 MiB and more are advised for transparent huge pages.
-    huge_pages: bool,
+    /// When large blocks of 2 MiB and more get transparent huge pages.
+    huge_pages: HugePages,
 }
+
+/// When [`RemapAlloc`] gives large blocks (2 MiB and more) transparent huge pages: one page
+/// fault and one TLB entry per 2 MiB instead of 512. See [`RemapAlloc::huge_page_policy`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HugePages {
+    /// Never: every block is made of 4 KiB pages.
+    Never,
+    /// Blocks that proved to be written whole and reused (the default). A block freed after
+    /// [`DENSE_REUSES`] reuses with every page resident (asked with `mincore`, which stops at
+    /// the first page that is not) gives its pages back and is advised for huge pages: its
+    /// next users fault it in 2 MiB at a time and write it with fewer TLB misses. A block
+    /// written sparsely is never advised, so it never costs more memory than its pages.
+    #[default]
+    Dense,
+    /// Every block of 2 MiB and more, from its first page (`madvise(MADV_HUGEPAGE)` when it is
+    /// mapped, as mimalloc does for its segments).
+    Always,
+}
+
+/// Reuses after which a large block written whole is given huge pages under
+/// [`HugePages::Dense`]. Giving them costs its next user about 0.12 ms per MiB of huge-page
+/// faults (zeroing 2 MiB at a time) and saves it about 3 µs per MiB written on every reuse
+/// after (measured on the crate's 2-core VM: writing 8 MiB took 158 µs in 4 KiB pages, 132 µs
+/// in huge pages), so it pays after about 40 more reuses; a block reused this often is likely
+/// to be reused that much again.
+pub const DENSE_REUSES: u16 = 32;
 
 impl RemapAlloc<System> {
     /// Large blocks from 128 KiB on, small ones from [`System`].
@@ -65,7 +92,7 @@ impl RemapAlloc<System> {
         RemapAlloc {
             inner: System,
             threshold: DEFAULT_HEAP_THRESHOLD,
-            huge_pages: false,
+            huge_pages: HugePages::Dense,
         }
     }
 
@@ -80,7 +107,7 @@ impl RemapAlloc<System> {
         RemapAlloc {
             inner: System,
             threshold: bytes,
-            huge_pages: false,
+            huge_pages: HugePages::Dense,
         }
     }
 
@@ -112,6 +139,7 @@ impl RemapAlloc<System> {
             },
             crossings: CROSSINGS.load(Relaxed),
             bytes_copied_crossing: BYTES_CROSSING.load(Relaxed),
+            made_huge: MADE_HUGE.load(Relaxed),
         }
     }
 }
@@ -128,7 +156,7 @@ impl<A> RemapAlloc<A> {
         RemapAlloc {
             inner,
             threshold: DEFAULT_HEAP_THRESHOLD,
-            huge_pages: false,
+            huge_pages: HugePages::Dense,
         }
     }
 
@@ -143,36 +171,62 @@ impl<A> RemapAlloc<A> {
         self
     }
 
-    /// Advise large blocks of 2 MiB and more for transparent huge pages
-    /// (`madvise(MADV_HUGEPAGE)`, which mimalloc does by default). Default `false`.
-    ///
-    /// Writing a large block then costs one page fault and one TLB entry per 2 MiB instead of
-    /// 512. Measured on the crate's 2-core VM (`cargo run --release --example churn`,
-    /// `REMAPVEC_ALLOC=remap-huge`): allocating, writing and freeing 64 MiB blocks took 1.30x
-    /// mimalloc's CPU time without it, 1.06x with it. The price is memory: one byte written
-    /// anywhere in a 2 MiB-aligned part of a block makes all 2 MiB of it resident, so a large
-    /// block written sparsely (a `calloc`'d table, a big `with_capacity` that stays mostly
-    /// empty) can cost up to 512 times the memory it would otherwise. Leave it off unless
-    /// large blocks are written whole.
+    /// `true`: advise every large block of 2 MiB and more for transparent huge pages from the
+    /// start ([`HugePages::Always`]); `false`: never ([`HugePages::Never`]). The default is
+    /// neither: [`HugePages::Dense`] (see [`huge_page_policy`](Self::huge_page_policy)).
     ///
     /// ```
     /// # use remapvec::RemapAlloc;
     /// static A: RemapAlloc = RemapAlloc::new().huge_pages(true);
     /// assert!(A.is_huge_pages());
     /// ```
-    pub const fn huge_pages(mut self, on: bool) -> Self {
-        self.huge_pages = on;
+    pub const fn huge_pages(self, on: bool) -> Self {
+        self.huge_page_policy(if on {
+            HugePages::Always
+        } else {
+            HugePages::Never
+        })
+    }
+
+    /// When large blocks of 2 MiB and more get transparent huge pages. Default
+    /// [`HugePages::Dense`]: blocks that were reused [`DENSE_REUSES`] times and found written
+    /// whole when freed.
+    ///
+    /// Writing a block in huge pages costs one page fault and one TLB entry per 2 MiB instead
+    /// of 512. Measured on the crate's 2-core VM (`cargo run --release --example churn --
+    /// --sizes 8M,64M`): allocating, writing and freeing 8 MiB blocks took 1.11-1.21x
+    /// mimalloc's CPU time in 4 KiB pages and 0.96-1.13x in huge pages (mimalloc advises its
+    /// memory for huge pages). The price of [`HugePages::Always`] is memory: one byte written
+    /// anywhere in a 2 MiB-aligned part of a block makes all 2 MiB of it resident, so a large
+    /// block written sparsely (a `calloc`'d table, a big `with_capacity` that stays mostly
+    /// empty) can cost up to 512 times the memory it would otherwise. [`HugePages::Dense`]
+    /// gives huge pages only to blocks that were written whole: only a later user of such a
+    /// block that writes it sparsely pays that price, up to the block's size.
+    ///
+    /// ```
+    /// use remapvec::{HugePages, RemapAlloc};
+    /// static A: RemapAlloc = RemapAlloc::new().huge_page_policy(HugePages::Never);
+    /// assert_eq!(A.get_huge_page_policy(), HugePages::Never);
+    /// assert_eq!(RemapAlloc::new().get_huge_page_policy(), HugePages::Dense);
+    /// ```
+    pub const fn huge_page_policy(mut self, policy: HugePages) -> Self {
+        self.huge_pages = policy;
         self
     }
 
-    /// Whether large blocks of 2 MiB and more are advised for huge pages (see
-    /// [`huge_pages`](Self::huge_pages)).
+    /// When large blocks get huge pages (see [`huge_page_policy`](Self::huge_page_policy)).
+    pub const fn get_huge_page_policy(&self) -> HugePages {
+        self.huge_pages
+    }
+
+    /// Whether every large block of 2 MiB and more is advised for huge pages from the start
+    /// ([`HugePages::Always`], see [`huge_pages`](Self::huge_pages)).
     ///
     /// ```
     /// assert!(!remapvec::RemapAlloc::new().is_huge_pages());
     /// ```
     pub const fn is_huge_pages(&self) -> bool {
-        self.huge_pages
+        matches!(self.huge_pages, HugePages::Always)
     }
 
     /// The size from which blocks are regions.
@@ -199,10 +253,15 @@ impl<A> RemapAlloc<A> {
         size >= self.threshold.max(1)
     }
 
-    /// Whether a large block of `size` bytes is advised for huge pages.
+    /// The huge-page advice of a large block of `size` bytes: `Some(true)` from the start,
+    /// `Some(false)` never, `None` when it depends on the block ([`HugePages::Dense`]).
     #[inline]
-    fn huge(&self, size: usize) -> bool {
-        self.huge_pages && size >= HUGE_BLOCK
+    fn huge(&self, size: usize) -> Option<bool> {
+        match self.huge_pages {
+            HugePages::Never => Some(false),
+            HugePages::Always => Some(size >= HUGE_BLOCK),
+            HugePages::Dense => None,
+        }
     }
 }
 
@@ -221,6 +280,9 @@ pub struct AllocStats {
     pub crossings: u64,
     /// Bytes copied by those crossings.
     pub bytes_copied_crossing: u64,
+    /// Large blocks given huge pages when freed, having been reused [`DENSE_REUSES`] times and
+    /// written whole ([`HugePages::Dense`]).
+    pub made_huge: u64,
 }
 
 static LARGE_LIVE: AtomicU64 = AtomicU64::new(0);
@@ -232,6 +294,7 @@ static BYTES_REMAPPED: AtomicU64 = AtomicU64::new(0);
 static BYTES_COPIED: AtomicU64 = AtomicU64::new(0);
 static SYSCALLS: AtomicU64 = AtomicU64::new(0);
 static REUSED: AtomicU64 = AtomicU64::new(0);
+static MADE_HUGE: AtomicU64 = AtomicU64::new(0);
 static CROSSINGS: AtomicU64 = AtomicU64::new(0);
 static BYTES_CROSSING: AtomicU64 = AtomicU64::new(0);
 
@@ -241,7 +304,26 @@ static BYTES_CROSSING: AtomicU64 = AtomicU64::new(0);
 /// of [`PROBE`] entries from its hash, and one that finds them all taken is simply not
 /// recorded (its origin is unknown: it is kept alone, never joined).
 mod origins {
-    use core::sync::atomic::{AtomicUsize, Ordering::*};
+    use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering::*};
+
+    /// What is recorded of a block: its mapping (`Region::origin`), its reuses and whether it
+    /// is advised for huge pages.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub(super) struct Info {
+        pub(super) origin: usize,
+        pub(super) reuses: u16,
+        pub(super) huge: bool,
+    }
+
+    impl Info {
+        pub(super) fn of(region: &crate::region::Region) -> Info {
+            Info {
+                origin: region.origin(),
+                reuses: region.reuses(),
+                huge: region.is_huge(),
+            }
+        }
+    }
 
     /// Entries: 131 072, twice the kernel's default `vm.max_map_count`, so that a window is
     /// seldom full (2 MiB of zeroed statics: address space only, touched as used). With 12 000
@@ -257,12 +339,15 @@ mod origins {
         /// 0: never used; [`GONE`]: free again; else the block's address.
         addr: AtomicUsize,
         origin: AtomicUsize,
+        /// Reuses (bits 1 and up) and the huge-page flag (bit 0).
+        history: AtomicU32,
     }
 
     static TABLE: [Entry; SIZE] = [const {
         Entry {
             addr: AtomicUsize::new(0),
             origin: AtomicUsize::new(0),
+            history: AtomicU32::new(0),
         }
     }; SIZE];
 
@@ -276,10 +361,10 @@ mod origins {
         (0..PROBE).map(move |i| &TABLE[(h + i) % SIZE])
     }
 
-    /// Records the origin of the block at `addr` (not recorded when 0 or when its entries are
-    /// all taken).
-    pub(super) fn record(addr: usize, origin: usize) {
-        if origin == 0 {
+    /// Records what is known of the block at `addr` (not recorded when its origin is 0 or
+    /// when its entries are all taken).
+    pub(super) fn record(addr: usize, info: Info) {
+        if info.origin == 0 {
             return;
         }
         for e in window(addr) {
@@ -287,30 +372,42 @@ mod origins {
             if (a == 0 || a == GONE) && e.addr.compare_exchange(a, addr, Acquire, Relaxed).is_ok() {
                 // Read only by whoever frees or reallocates the block, which happens after
                 // the allocation that records it returned.
-                e.origin.store(origin, Release);
+                e.history
+                    .store(u32::from(info.reuses) << 1 | u32::from(info.huge), Relaxed);
+                e.origin.store(info.origin, Release);
                 return;
             }
         }
     }
 
-    /// The recorded origin of the block at `addr` (0: unknown), left recorded.
-    #[cfg(test)]
-    pub(super) fn get(addr: usize) -> usize {
-        window(addr)
-            .find(|e| e.addr.load(Relaxed) == addr)
-            .map_or(0, |e| e.origin.load(Acquire))
+    fn read(e: &Entry) -> Info {
+        let origin = e.origin.load(Acquire);
+        let h = e.history.load(Relaxed);
+        Info {
+            origin,
+            reuses: (h >> 1) as u16,
+            huge: h & 1 == 1,
+        }
     }
 
-    /// The recorded origin of the block at `addr` (0: unknown), forgotten.
-    pub(super) fn take(addr: usize) -> usize {
+    /// What is recorded of the block at `addr` (all zero: unknown), left recorded.
+    #[cfg(test)]
+    pub(super) fn get(addr: usize) -> Info {
+        window(addr)
+            .find(|e| e.addr.load(Relaxed) == addr)
+            .map_or(Info::default(), read)
+    }
+
+    /// What is recorded of the block at `addr` (all zero: unknown), forgotten.
+    pub(super) fn take(addr: usize) -> Info {
         for e in window(addr) {
             if e.addr.load(Relaxed) == addr {
-                let o = e.origin.load(Acquire);
+                let info = read(e);
                 e.addr.store(GONE, Release);
-                return o;
+                return info;
             }
         }
-        0
+        Info::default()
     }
 }
 
@@ -320,8 +417,9 @@ const HUGE_BLOCK: usize = crate::sys::PMD_SIZE;
 
 /// A large block: a region kept by the recycler if one of exactly this many pages can be had
 /// (its first `dirty` bytes may hold old data; zeroed here when `zero`), else a new mapping.
-/// `huge`: advised for huge pages (and taken only from kept regions that were).
-fn alloc_large(layout: Layout, zero: bool, huge: bool) -> *mut u8 {
+/// `huge`: advised for huge pages from the start (and taken only from kept regions that were),
+/// never, or `None`: either, as the region comes ([`HugePages::Dense`]).
+fn alloc_large(layout: Layout, zero: bool, huge: Option<bool>) -> *mut u8 {
     if let Some((region, dirty, calls)) = recycle::take(layout.size(), layout.align(), huge, true) {
         LARGE_LIVE.fetch_add(1, Relaxed);
         LARGE_ALLOCS.fetch_add(1, Relaxed);
@@ -329,7 +427,7 @@ fn alloc_large(layout: Layout, zero: bool, huge: bool) -> *mut u8 {
         if calls > 0 {
             SYSCALLS.fetch_add(u64::from(calls), Relaxed);
         }
-        origins::record(region.as_ptr() as usize, region.origin());
+        origins::record(region.as_ptr() as usize, origins::Info::of(&region));
         let p = region.into_raw_parts().0.as_ptr();
         if zero {
             // SAFETY: the block is `layout.size()` bytes (rounded up to pages) of our mapping;
@@ -339,12 +437,16 @@ fn alloc_large(layout: Layout, zero: bool, huge: bool) -> *mut u8 {
         return p;
     }
     match Region::new(layout.size(), layout.align()) {
-        Ok((region, calls)) => {
-            let advised = if huge { region.advise_huge() } else { 0 };
+        Ok((mut region, calls)) => {
+            let advised = if huge == Some(true) {
+                region.advise_huge()
+            } else {
+                0
+            };
             LARGE_LIVE.fetch_add(1, Relaxed);
             LARGE_ALLOCS.fetch_add(1, Relaxed);
             SYSCALLS.fetch_add(u64::from(calls + advised), Relaxed);
-            origins::record(region.as_ptr() as usize, region.origin());
+            origins::record(region.as_ptr() as usize, origins::Info::of(&region));
             // Fresh anonymous pages are zero: nothing to write even when zeroing.
             region.into_raw_parts().0.as_ptr()
         }
@@ -355,29 +457,42 @@ fn alloc_large(layout: Layout, zero: bool, huge: bool) -> *mut u8 {
 /// The region behind a large block, not to be dropped unless the block is freed.
 ///
 /// # Safety
-/// `ptr` was returned by `alloc_large` (or a large resize) for a block of `layout`. `origin`:
-/// the block's recorded origin (see [`origins`]).
-unsafe fn region_of(ptr: *mut u8, layout: Layout, origin: usize) -> ManuallyDrop<Region> {
+/// `ptr` was returned by `alloc_large` (or a large resize) for a block of `layout`. `info`:
+/// what was recorded of the block (see [`origins`]).
+unsafe fn region_of(ptr: *mut u8, layout: Layout, info: origins::Info) -> ManuallyDrop<Region> {
     // A region's length is its block size rounded up to pages, computed the same way here.
     let len = sys::round_to_page(layout.size()).unwrap_or(usize::MAX);
     // SAFETY: per the caller, `ptr..ptr + len` is the mapping made for this block, aligned to
     // `layout.align()`, and it is non-null.
     ManuallyDrop::new(
         unsafe { Region::from_raw_parts(NonNull::new_unchecked(ptr), len, layout.align()) }
-            .with_origin(origin),
+            .with_origin(info.origin)
+            .with_history(info.reuses, info.huge),
     )
 }
 
 /// # Safety
-/// `ptr` is a live large block of `layout`.
-unsafe fn dealloc_large(ptr: *mut u8, layout: Layout, huge: bool) {
+/// `ptr` is a live large block of `layout`. `huge`: as [`alloc_large`]'s.
+unsafe fn dealloc_large(ptr: *mut u8, layout: Layout, huge: Option<bool>) {
     // SAFETY: per the caller, `ptr` is a live large block of `layout`: a mapping this allocator
     // made (or took whole from the recycler) and never gave up, so it is still ours; the region
     // goes to the recycler, which keeps it or unmaps it, and the block is freed.
-    let region =
+    let mut region =
         ManuallyDrop::into_inner(unsafe { region_of(ptr, layout, origins::take(ptr as usize)) });
-    let dirty = region.len();
-    let calls = recycle::put(region, dirty, huge);
+    let mut dirty = region.len();
+    let mut calls = 0;
+    if huge.is_none() && region.reuses() >= DENSE_REUSES {
+        // SAFETY: the block is freed: nothing refers to its contents.
+        let (dropped, c) = unsafe { region.renew_huge_if_dense() };
+        calls += c;
+        if dropped {
+            // Its pages were given back: it reads as zero.
+            dirty = 0;
+            MADE_HUGE.fetch_add(1, Relaxed);
+        }
+    }
+    let advised = huge.unwrap_or(region.is_huge());
+    calls += recycle::put(region, dirty, advised);
     if calls > 0 {
         SYSCALLS.fetch_add(u64::from(calls), Relaxed);
     }
@@ -389,17 +504,22 @@ unsafe fn dealloc_large(ptr: *mut u8, layout: Layout, huge: bool) {
 /// # Safety
 /// `ptr` is a live large block of `layout`; the caller gives up its old address on success.
 /// `huge`: the allocator advises blocks of `new_size` for huge pages.
-unsafe fn resize_large(ptr: *mut u8, layout: Layout, new_size: usize, huge: bool) -> *mut u8 {
+unsafe fn resize_large(
+    ptr: *mut u8,
+    layout: Layout,
+    new_size: usize,
+    huge: Option<bool>,
+) -> *mut u8 {
     // Forgotten while the block is still at `ptr`: once it moves, another thread's block may
     // be mapped and recorded there, and its entry must not be the one forgotten.
-    let origin = origins::take(ptr as usize);
+    let info = origins::take(ptr as usize);
     // Recorded again wherever the block is when this returns (at `ptr` on failure).
     let fail = || {
-        origins::record(ptr as usize, origin);
+        origins::record(ptr as usize, info);
         ptr::null_mut()
     };
     // SAFETY: forwarded from the caller.
-    let mut region = unsafe { region_of(ptr, layout, origin) };
+    let mut region = unsafe { region_of(ptr, layout, info) };
     if new_size >= layout.size() {
         let Ok(g) = region.grow(new_size) else {
             return fail();
@@ -416,7 +536,7 @@ unsafe fn resize_large(ptr: *mut u8, layout: Layout, new_size: usize, huge: bool
                 COPIED.fetch_add(1, Relaxed)
             }
         };
-        if huge {
+        if huge == Some(true) {
             SYSCALLS.fetch_add(u64::from(region.advise_huge()), Relaxed);
         }
     } else {
@@ -425,7 +545,7 @@ unsafe fn resize_large(ptr: *mut u8, layout: Layout, new_size: usize, huge: bool
             Err(_) => return fail(),
         };
     }
-    origins::record(region.as_ptr() as usize, region.origin());
+    origins::record(region.as_ptr() as usize, origins::Info::of(&region));
     region.as_ptr()
 }
 
@@ -670,7 +790,15 @@ unsafe impl<A: GlobalAlloc> Allocator for RemapAlloc<A> {
 
 #[cfg(test)]
 mod origin_tests {
-    use super::origins;
+    use super::origins::{self, Info};
+
+    fn o(origin: usize) -> Info {
+        Info {
+            origin,
+            reuses: 0,
+            huge: false,
+        }
+    }
 
     /// A block moved away from `x` forgets its entry before it moves, so the block mapped at
     /// `x` next (by another thread) keeps its own origin. Replays that interleaving with an
@@ -684,17 +812,32 @@ mod origin_tests {
             .map(|k| x + k * 4096)
             .find(|&z| origins::hash(z) == origins::hash(x))
             .unwrap();
-        origins::record(z, 5);
-        origins::record(x, 100); // thread 1's block at x
-        assert_eq!(origins::take(z), 5);
+        origins::record(z, o(5));
+        origins::record(x, o(100)); // thread 1's block at x
+        assert_eq!(origins::take(z).origin, 5);
         // Thread 1 reallocates: as `resize_large` does, it forgets x first ...
-        assert_eq!(origins::take(x), 100);
+        assert_eq!(origins::take(x).origin, 100);
         // ... moves away, and thread 2's new block lands at x and is recorded.
-        origins::record(x, 200);
-        origins::record(x + (1 << 30), 100); // thread 1 records its new address
-        assert_eq!(origins::get(x), 200);
-        assert_eq!(origins::take(x), 200);
-        assert_eq!(origins::take(x + (1 << 30)), 100);
-        assert_eq!(origins::get(x), 0);
+        origins::record(x, o(200));
+        origins::record(x + (1 << 30), o(100)); // thread 1 records its new address
+        assert_eq!(origins::get(x).origin, 200);
+        assert_eq!(origins::take(x).origin, 200);
+        assert_eq!(origins::take(x + (1 << 30)).origin, 100);
+        assert_eq!(origins::get(x).origin, 0);
+    }
+
+    /// The reuses and the huge-page flag come back with the origin.
+    #[test]
+    fn the_history_comes_back() {
+        let x = 0x6544_0000_0000usize;
+        let info = Info {
+            origin: 7,
+            reuses: 1234,
+            huge: true,
+        };
+        origins::record(x, info);
+        assert_eq!(origins::get(x), info);
+        assert_eq!(origins::take(x), info);
+        assert_eq!(origins::take(x), Info::default());
     }
 }

@@ -11,7 +11,7 @@ pub mod strategy;
 pub mod sys;
 mod vec;
 
-pub use alloc::{AllocStats, RemapAlloc};
+pub use alloc::{AllocStats, DENSE_REUSES, HugePages, RemapAlloc};
 pub use arena::{
     ArenaError, ArenaOptions, ArenaStats, CompactReport, CostModel, PageArena, RegionId,
     SharedArena,

@@ -639,7 +639,7 @@ impl RawInner {
             recycle::take_for(
                 layout.size(),
                 elem.align(),
-                packed.huge(),
+                Some(packed.huge()),
                 if exact {
                     recycle::Fit::Near
                 } else {
@@ -654,7 +654,7 @@ impl RawInner {
         } else {
             None
         };
-        let (region, dirty) = match kept {
+        let (mut region, dirty) = match kept {
             Some(r) => {
                 h.stats.reused += 1;
                 r

@@ -77,6 +77,11 @@ pub(crate) struct Region {
     /// same origin are pieces of one kernel mapping (one VMA), so joining them keeps a region
     /// that `mremap` can grow.
     pub(super) origin: usize,
+    /// How many times the recycler has handed this mapping out again (saturating): the
+    /// allocator turns a block that is reused often and written whole into huge pages.
+    pub(super) reuses: u16,
+    /// Advised for transparent huge pages (as far as the recycler knows).
+    pub(super) huge: bool,
 }
 
 /// The next [`Region::origin`].
@@ -116,6 +121,8 @@ impl Region {
                 len,
                 align,
                 origin: new_origin(),
+                reuses: 0,
+                huge: false,
             },
             calls,
         ))
@@ -135,6 +142,8 @@ impl Region {
             len,
             align,
             origin: 0,
+            reuses: 0,
+            huge: false,
         }
     }
 
@@ -371,6 +380,8 @@ impl Region {
             len: self.len - at,
             align: sys::page_size(),
             origin: self.origin,
+            reuses: self.reuses,
+            huge: self.huge,
         };
         self.len = at;
         Some(tail)
@@ -378,13 +389,65 @@ impl Region {
 
     /// Asks for transparent huge pages if the region is 2 MiB-aligned and at least 2 MiB.
     /// Returns the system calls made.
-    pub(crate) fn advise_huge(&self) -> u32 {
+    pub(crate) fn advise_huge(&mut self) -> u32 {
         if self.len >= PMD_SIZE && (self.as_ptr() as usize).is_multiple_of(PMD_SIZE) {
-            let _ = sys::advise_huge(self.as_ptr(), self.len);
+            self.huge |= sys::advise_huge(self.as_ptr(), self.len).is_ok();
             1
         } else {
             0
         }
+    }
+
+    /// Whether the region is advised for huge pages (see [`renew_huge_if_dense`]).
+    ///
+    /// [`renew_huge_if_dense`]: Self::renew_huge_if_dense
+    pub(crate) fn is_huge(&self) -> bool {
+        self.huge
+    }
+
+    /// How many times the recycler handed this mapping out again.
+    pub(crate) fn reuses(&self) -> u16 {
+        self.reuses
+    }
+
+    /// Says what the allocator recorded of this region while it was a live block (see
+    /// [`reuses`](Self::reuses), [`is_huge`](Self::is_huge)).
+    pub(crate) fn with_history(mut self, reuses: u16, huge: bool) -> Region {
+        self.reuses = reuses;
+        self.huge = huge;
+        self
+    }
+
+    /// If every page of the region is resident (it was written whole) and it is 2 MiB-aligned
+    /// and at least 2 MiB, advises it for huge pages and gives its pages back, so that its next
+    /// writes fault in 2 MiB pages: it then reads as zero. Returns whether its pages were given
+    /// back (it is advised even when that failed), and the system calls made.
+    ///
+    /// A region that was written whole gets no more resident memory from huge pages than it
+    /// had; only a later user that writes it sparsely gets more (up to 2 MiB per 2 MiB it
+    /// touches).
+    ///
+    /// # Safety
+    /// Nothing refers to the region's contents any more (its block was freed).
+    pub(crate) unsafe fn renew_huge_if_dense(&mut self) -> (bool, u32) {
+        if self.huge
+            || self.len < PMD_SIZE
+            || !(self.as_ptr() as usize).is_multiple_of(PMD_SIZE)
+            || !sys::huge_pages_usable()
+        {
+            return (false, 0);
+        }
+        if !sys::resident(self.as_ptr(), self.len) {
+            return (false, 1);
+        }
+        if sys::advise_huge(self.as_ptr(), self.len).is_err() {
+            return (false, 2);
+        }
+        self.huge = true;
+        // SAFETY: the region owns its mapping (type invariant) and, per the caller, nothing
+        // refers to its contents; the mapping stays in place, so it stays ours.
+        let dropped = unsafe { sys::drop_pages(self.as_ptr(), self.len) }.is_ok();
+        (dropped, 3)
     }
 }
 

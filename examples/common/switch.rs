@@ -1,6 +1,7 @@
 //! The global allocator of the examples that compare allocators (`churn`, `pipeline`): one of
 //! glibc, mimalloc, jemalloc, `RemapAlloc` (around `System`), `RemapAlloc::wrapping` mimalloc or
-//! jemalloc, and `RemapAlloc` with huge pages (`remap-huge`), chosen once from
+//! jemalloc, `RemapAlloc` with huge pages for every block of 2 MiB and more (`remap-huge`)
+//! and without any (`remap-4k`, `remap+mimalloc-4k`: `HugePages::Never`), chosen once from
 //! the environment variable [`ENV`] at the first allocation (read with `getenv`, which does not
 //! allocate) and fixed from then on. The parent process spawns itself once per allocator.
 
@@ -13,7 +14,7 @@ use tikv_jemallocator::Jemalloc;
 /// The variable that names the allocator of a child process.
 pub const ENV: &str = "REMAPVEC_ALLOC";
 /// The allocators, by the names [`ENV`] takes.
-pub const NAMES: [&str; 7] = [
+pub const NAMES: [&str; 9] = [
     "system",
     "mimalloc",
     "jemalloc",
@@ -21,6 +22,8 @@ pub const NAMES: [&str; 7] = [
     "remap+mimalloc",
     "remap+jemalloc",
     "remap-huge",
+    "remap-4k",
+    "remap+mimalloc-4k",
 ];
 
 /// Forwards every call to the chosen allocator.
@@ -31,6 +34,8 @@ static REMAP: RemapAlloc = RemapAlloc::new();
 static REMAP_MI: RemapAlloc<MiMalloc> = RemapAlloc::wrapping(MiMalloc);
 static REMAP_JE: RemapAlloc<Jemalloc> = RemapAlloc::wrapping(Jemalloc);
 static REMAP_HUGE: RemapAlloc = RemapAlloc::new().huge_pages(true);
+static REMAP_4K: RemapAlloc = RemapAlloc::new().huge_pages(false);
+static REMAP_MI_4K: RemapAlloc<MiMalloc> = RemapAlloc::wrapping(MiMalloc).huge_pages(false);
 
 fn choice() -> u8 {
     match CHOICE.load(Relaxed) {
@@ -64,6 +69,8 @@ unsafe impl GlobalAlloc for Switch {
                 4 => REMAP_MI.alloc(l),
                 5 => REMAP_JE.alloc(l),
                 6 => REMAP_HUGE.alloc(l),
+                7 => REMAP_4K.alloc(l),
+                8 => REMAP_MI_4K.alloc(l),
                 _ => System.alloc(l),
             }
         }
@@ -78,6 +85,8 @@ unsafe impl GlobalAlloc for Switch {
                 4 => REMAP_MI.alloc_zeroed(l),
                 5 => REMAP_JE.alloc_zeroed(l),
                 6 => REMAP_HUGE.alloc_zeroed(l),
+                7 => REMAP_4K.alloc_zeroed(l),
+                8 => REMAP_MI_4K.alloc_zeroed(l),
                 _ => System.alloc_zeroed(l),
             }
         }
@@ -92,6 +101,8 @@ unsafe impl GlobalAlloc for Switch {
                 4 => REMAP_MI.dealloc(p, l),
                 5 => REMAP_JE.dealloc(p, l),
                 6 => REMAP_HUGE.dealloc(p, l),
+                7 => REMAP_4K.dealloc(p, l),
+                8 => REMAP_MI_4K.dealloc(p, l),
                 _ => System.dealloc(p, l),
             }
         }
@@ -106,6 +117,8 @@ unsafe impl GlobalAlloc for Switch {
                 4 => REMAP_MI.realloc(p, l, n),
                 5 => REMAP_JE.realloc(p, l, n),
                 6 => REMAP_HUGE.realloc(p, l, n),
+                7 => REMAP_4K.realloc(p, l, n),
+                8 => REMAP_MI_4K.realloc(p, l, n),
                 _ => System.realloc(p, l, n),
             }
         }

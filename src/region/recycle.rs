@@ -66,6 +66,12 @@ pub const DEFAULT_FLOOR: usize = 256 << 20;
 /// VM's host reclaims the memory anyway.
 pub const DEFAULT_DECAY_MS: u64 = 1000;
 
+/// The bits of `Slot::meta` below the alignment (which is at least a 4 KiB page): the
+/// huge-page flag (bit 0) and the reuses (bits 1 to 11).
+const META_BITS: usize = 0xfff;
+/// The most reuses `Slot::meta` holds.
+const MAX_REUSES: u16 = (META_BITS >> 1) as u16;
+
 const EMPTY: u8 = 0;
 const BUSY: u8 = 1;
 const FULL: u8 = 2;
@@ -79,7 +85,8 @@ struct Slot {
     len: AtomicUsize,
     /// Leading bytes that may be non-zero.
     dirty: AtomicUsize,
-    /// Alignment of the region, with bit 0 set when it was advised for huge pages.
+    /// Alignment of the region (at least a page), with bit 0 set when it was advised for huge
+    /// pages and its reuses (`Region::reuses`, saturating) in bits 1 to 11.
     meta: AtomicUsize,
     /// When it was kept (milliseconds of `sys::now_ms`).
     stamp: AtomicU64,
@@ -360,7 +367,7 @@ struct Kept {
     len: usize,
     /// Leading bytes that may be non-zero.
     dirty: usize,
-    /// Alignment, with bit 0 set when advised for huge pages.
+    /// Alignment, with the huge-page flag and the reuses (see `Slot::meta`).
     meta: usize,
     /// See `Region::origin`.
     origin: usize,
@@ -379,6 +386,10 @@ impl Kept {
         self.meta & 1 == 1
     }
 
+    fn reuses(&self) -> u16 {
+        ((self.meta & META_BITS) >> 1) as u16
+    }
+
     /// Takes ownership of the kept mapping again as a region.
     ///
     /// # Safety
@@ -386,16 +397,18 @@ impl Kept {
     /// reach the mapping.
     unsafe fn into_region(self) -> Option<Region> {
         // SAFETY: per the caller, `addr..addr + len` is a mapping the recycler owned alone, made
-        // by a `Region` with alignment `meta & !1` (its pieces are page-aligned).
-        let mut r = unsafe {
+        // by a `Region` with alignment `meta & !META_BITS` (its pieces are page-aligned).
+        let r = unsafe {
             Region::from_raw_parts(
                 NonNull::new(self.addr as *mut u8)?,
                 self.len,
-                self.meta & !1,
+                self.meta & !META_BITS,
             )
         };
-        r.origin = self.origin;
-        Some(r)
+        Some(
+            r.with_origin(self.origin)
+                .with_history(self.reuses(), self.huge()),
+        )
     }
 }
 
@@ -589,8 +602,10 @@ fn keep(region: Region, dirty: usize, huge: bool, piece: Option<Age>) -> u32 {
         drop(region);
         return calls + 1;
     }
-    // Alignments of at least a page leave bit 0 free for the huge-page flag.
-    let meta = region.align.max(sys::page_size()) | usize::from(huge);
+    // Alignments of at least a page leave the bits of `META_BITS` free.
+    let meta = region.align.max(sys::page_size().max(META_BITS + 1))
+        | usize::from(region.reuses.min(MAX_REUSES)) << 1
+        | usize::from(huge);
     let origin = region.origin;
     let (ptr, len) = region.into_raw_parts();
     let mut k = Kept {
@@ -693,13 +708,13 @@ pub(crate) enum Fit {
 }
 
 /// A kept region of at least `len` bytes (rounded up to pages) aligned to `align`, with the
-/// same huge-page advice: exactly `len` rounded up to pages when `exact`, else at most twice
+/// huge-page advice `huge` (`None`: either): exactly `len` rounded up to pages when `exact`, else at most twice
 /// that. Returns the region, how many of its leading bytes may be non-zero, and the system
 /// calls made.
 pub(crate) fn take(
     len: usize,
     align: usize,
-    huge: bool,
+    huge: Option<bool>,
     exact: bool,
 ) -> Option<(Region, usize, u32)> {
     take_for(
@@ -719,7 +734,8 @@ fn claim(s: &Slot, fits: impl Fn(&Kept) -> bool) -> Option<(Region, usize, Age)>
     LIVE_BYTES.fetch_add(k.len, Relaxed);
     HITS.fetch_add(1, Relaxed);
     // SAFETY: we emptied its slot: the mapping is ours alone now.
-    let region = unsafe { k.into_region() }?;
+    let mut region = unsafe { k.into_region() }?;
+    region.reuses = region.reuses.saturating_add(1);
     Some((
         region,
         k.dirty,
@@ -731,7 +747,7 @@ fn claim(s: &Slot, fits: impl Fn(&Kept) -> bool) -> Option<(Region, usize, Age)>
 }
 
 /// A kept region for a request of `len` bytes (rounded up to pages) aligned to `align`, with
-/// the same huge-page advice, fitting as `fit` says, of which at most `max_dirty` leading bytes
+/// the huge-page advice `huge` (`None`: either), fitting as `fit` says, of which at most `max_dirty` leading bytes
 /// may be non-zero. Returns the region, how many of its leading bytes may be non-zero, and the
 /// system calls made.
 ///
@@ -741,7 +757,7 @@ fn claim(s: &Slot, fits: impl Fn(&Kept) -> bool) -> Option<(Region, usize, Age)>
 pub(crate) fn take_for(
     len: usize,
     align: usize,
-    huge: bool,
+    huge: Option<bool>,
     fit: Fit,
     max_dirty: usize,
 ) -> Option<(Region, usize, u32)> {
@@ -756,7 +772,7 @@ pub(crate) fn take_for(
     let fits = |k: &Kept| {
         k.len >= n
             && k.addr.is_multiple_of(align)
-            && k.huge() == huge
+            && huge.is_none_or(|h| k.huge() == h)
             && k.dirty.min(n) <= max_dirty
     };
     for _ in 0..SLOTS {
@@ -778,7 +794,8 @@ pub(crate) fn take_for(
         if keep < l {
             // Hand the tail back: it is a range of the mapping we own.
             if let Some(tail) = region.split_off(keep) {
-                calls += self::keep(tail, dirty.saturating_sub(keep), huge, Some(age));
+                let h = tail.huge;
+                calls += self::keep(tail, dirty.saturating_sub(keep), h, Some(age));
             }
         }
         return Some((region, dirty.min(keep), calls));
@@ -808,7 +825,8 @@ pub(crate) fn take_for(
         HITS.fetch_sub(1, Relaxed);
         // The caller maps anew: what this costs is in that count.
         region.align = kept_align;
-        let _ = keep(region, dirty, huge, Some(age));
+        let h = region.huge;
+        let _ = keep(region, dirty, h, Some(age));
     }
     MISSES.fetch_add(1, Relaxed);
     None

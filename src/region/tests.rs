@@ -318,7 +318,7 @@ fn the_recycler_keeps_its_limit_exactly() {
     let mut live = vec![region(4 * GIB)]; // raises the limit by a quarter of it
     recycle::put(region(GIB), 0, false);
     recycle::put(region(GIB), 0, false);
-    let taken = recycle::take(GIB, 1, false, false);
+    let taken = recycle::take(GIB, 1, Some(false), false);
     within();
     recycle::put(region(4 * GIB), 0, false);
     within();
@@ -351,7 +351,7 @@ fn the_recycler_never_hands_out_much_more_than_asked() {
     let page = sys::page_size();
     for (kept, asked) in [(64 * MIB, MIB), (3 * MIB, 2 * MIB), (8 * MIB, 5 * MIB)] {
         recycle::put(Region::new(kept, 1).unwrap().0, kept, false);
-        if let Some((r, dirty, _)) = recycle::take(asked, 1, false, false) {
+        if let Some((r, dirty, _)) = recycle::take(asked, 1, Some(false), false) {
             assert!(
                 r.len() >= asked && r.len() <= 2 * asked,
                 "{} for {asked}",
@@ -360,7 +360,7 @@ fn the_recycler_never_hands_out_much_more_than_asked() {
             assert!(dirty <= r.len());
         }
         recycle::put(Region::new(kept, 1).unwrap().0, kept, false);
-        if let Some((r, _, _)) = recycle::take(asked + 1, 1, false, true) {
+        if let Some((r, _, _)) = recycle::take(asked + 1, 1, Some(false), true) {
             assert_eq!(r.len(), (asked + 1).next_multiple_of(page));
         }
     }
@@ -382,7 +382,7 @@ fn kept_regions_decay_and_can_be_released() {
     ));
     // Another thread may run the pass that is due; give it a moment.
     for _ in 0..100 {
-        let _ = recycle::take(100 * MIB, 1, true, false);
+        let _ = recycle::take(100 * MIB, 1, Some(true), false);
         if recycle::stats().decayed > before.decayed {
             break;
         }
@@ -474,7 +474,7 @@ fn trimmed_pieces_join_again_with_their_contents_and_dirty_extents() {
     fill(&r, 10 * MIB, 3); // dirty up to 10 MiB, zero after
     recycle::put(r, 10 * MIB, false);
     // Exactly 4 MiB, from the start of the kept region (the smallest that fits).
-    let Some((a, dirty, _)) = recycle::take(4 * MIB, 1, false, true) else {
+    let Some((a, dirty, _)) = recycle::take(4 * MIB, 1, Some(false), true) else {
         panic!("nothing kept")
     };
     assert_eq!(
@@ -491,7 +491,7 @@ fn trimmed_pieces_join_again_with_their_contents_and_dirty_extents() {
     recycle::put(a, 4 * MIB, false);
     // Joined: one region of 24 MiB again, dirty up to 10 MiB.
     assert_eq!(recycle::kept_at(at), Some((24 * MIB, 10 * MIB, origin)));
-    let Some((whole, dirty, _)) = recycle::take(24 * MIB, 1, false, true) else {
+    let Some((whole, dirty, _)) = recycle::take(24 * MIB, 1, Some(false), true) else {
         panic!("the joined region was not found")
     };
     assert_eq!((whole.as_ptr() as usize, whole.len()), (at, 24 * MIB));
@@ -556,7 +556,7 @@ fn a_request_larger_than_anything_kept_grows_a_kept_region() {
     fill(&r, 3 * MIB, 9);
     recycle::put(r, 3 * MIB, false);
     let before = recycle::stats();
-    let Some((g, dirty, calls)) = recycle::take(5 * MIB, 1, false, true) else {
+    let Some((g, dirty, calls)) = recycle::take(5 * MIB, 1, Some(false), true) else {
         panic!("the kept region was not grown")
     };
     assert_eq!(recycle::stats().grown, before.grown + 1);
@@ -585,7 +585,7 @@ fn growing_a_kept_region_leaves_the_next_mapping_alone() {
     fill(&next, 2 * MIB, 5);
     fill(&r, 2 * MIB, 6);
     recycle::put(r, 2 * MIB, false);
-    let Some((g, dirty, _)) = recycle::take(3 * MIB, 1, false, true) else {
+    let Some((g, dirty, _)) = recycle::take(3 * MIB, 1, Some(false), true) else {
         // The move failed: nothing kept was found large enough, nothing changed.
         check(&next, 2 * MIB, 5);
         return;
@@ -597,4 +597,34 @@ fn growing_a_kept_region_leaves_the_next_mapping_alone() {
     check(&next, 2 * MIB, 5);
     drop((g, next));
     crate::release_cached();
+}
+
+/// Each time the recycler hands a mapping out again counts as a reuse, kept with the region
+/// while it is kept (with its huge-page flag); a request that accepts either advice takes a
+/// region of either.
+#[cfg(all(target_os = "linux", not(feature = "force-fallback")))]
+#[test]
+fn reuses_are_counted_and_kept_with_the_region() {
+    let _serial = RECYCLER.lock().unwrap_or_else(|e| e.into_inner());
+    crate::release_cached();
+    let (mut r, _) = Region::new(6 * MIB, 1).unwrap();
+    assert_eq!((r.reuses(), r.is_huge()), (0, false));
+    r.reuses = 40;
+    r.huge = true;
+    recycle::put(r, 0, true);
+    // Not for a request that wants 4 KiB pages only.
+    assert!(recycle::take(6 * MIB, 1, Some(false), true).is_none());
+    let Some((r, _, _)) = recycle::take(6 * MIB, 1, None, true) else {
+        panic!("a request for either advice found nothing")
+    };
+    assert_eq!((r.reuses(), r.is_huge()), (41, true));
+    // The count saturates where the slot's bits end, never wraps.
+    let mut r = r;
+    r.reuses = u16::MAX;
+    recycle::put(r, 0, true);
+    let Some((r, _, _)) = recycle::take(6 * MIB, 1, Some(true), true) else {
+        panic!("nothing kept")
+    };
+    assert!(r.reuses() >= 2047 && r.is_huge());
+    drop(r);
 }

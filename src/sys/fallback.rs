@@ -438,6 +438,24 @@ pub(crate) fn advise_huge(addr: *mut u8, len: usize) -> Result<(), Errno> {
     }
 }
 
+/// Not asked on the portable backend: `false` (no block is found dense, none is renewed).
+pub(crate) fn resident(_addr: *mut u8, _len: usize) -> bool {
+    false
+}
+
+/// Not on the portable backend: `false`.
+pub(crate) fn huge_pages_usable() -> bool {
+    false
+}
+
+/// Not available on the portable backend (`ENOTSUP`): the pages stay.
+///
+/// # Safety
+/// None needed (nothing is done); `unsafe` to match the Linux backend.
+pub(crate) unsafe fn drop_pages(_addr: *mut u8, _len: usize) -> Result<(), Errno> {
+    Err(Errno(libc::ENOTSUP))
+}
+
 /// No populate advice here (`ENOTSUP`): callers fault pages in by touching them.
 ///
 /// # Safety

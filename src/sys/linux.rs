@@ -502,6 +502,83 @@ pub(crate) fn advise_huge(addr: *mut u8, len: usize) -> Result<(), Errno> {
     }
 }
 
+/// Whether every page of `[addr, addr + len)` is resident now (`mincore`), asked in pieces of
+/// 512 pages and stopping at the first page that is not: a sparse range costs one call.
+/// `addr` must be page-aligned. Reads no memory; `false` on any error.
+pub(crate) fn resident(addr: *mut u8, len: usize) -> bool {
+    let page = super::page_size();
+    let mut vec = [0u8; 512];
+    let mut off = 0;
+    while off < len {
+        let chunk = (len - off).min(vec.len() * page);
+        // SAFETY: mincore writes one byte per page of the range into `vec`, which holds
+        // `chunk / page <= 512` bytes; it does not touch the range itself.
+        let rc = unsafe { libc::mincore(addr.add(off).cast(), chunk, vec.as_mut_ptr()) };
+        if rc != 0 || vec[..chunk.div_ceil(page)].iter().any(|b| b & 1 == 0) {
+            return false;
+        }
+        off += chunk;
+    }
+    true
+}
+
+/// Whether transparent huge pages can be had for memory advised `MADV_HUGEPAGE`: the system
+/// setting (`/sys/kernel/mm/transparent_hugepage/enabled`) is not `[never]` and the process
+/// has not turned them off (`PR_SET_THP_DISABLE`). Asked once, without allocating (usable
+/// from an allocator); `false` when the setting cannot be read.
+pub(crate) fn huge_pages_usable() -> bool {
+    use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
+    // 0: not asked yet, 1: usable, 2: not.
+    static USABLE: AtomicU8 = AtomicU8::new(0);
+    match USABLE.load(Relaxed) {
+        1 => return true,
+        2 => return false,
+        _ => {}
+    }
+    let usable = ask_huge_pages_usable();
+    USABLE.store(if usable { 1 } else { 2 }, Relaxed);
+    usable
+}
+
+fn ask_huge_pages_usable() -> bool {
+    // SAFETY: PR_GET_THP_DISABLE reads a flag of this process; no pointer is passed.
+    if unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) } != 0 {
+        return false;
+    }
+    let path = c"/sys/kernel/mm/transparent_hugepage/enabled";
+    // SAFETY: a NUL-terminated path, opened read-only and closed below.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return false;
+    }
+    let mut buf = [0u8; 64];
+    // SAFETY: reads at most `buf.len()` bytes into `buf`, which we own.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    // SAFETY: `fd` was opened above and is closed once.
+    unsafe { libc::close(fd) };
+    let Ok(n) = usize::try_from(n) else {
+        return false;
+    };
+    // "always [madvise] never" or "[always] madvise never": usable unless "[never]".
+    n > 0 && !buf[..n].windows(7).any(|w| w == b"[never]")
+}
+
+/// Gives the pages of `[addr, addr + len)` back to the kernel (`MADV_DONTNEED`): the range
+/// stays mapped, so it stays the caller's, and reads as zero (private anonymous memory).
+///
+/// # Safety
+/// The caller owns the whole range (private anonymous memory of its own) and nothing refers
+/// to its contents any more.
+pub(crate) unsafe fn drop_pages(addr: *mut u8, len: usize) -> Result<(), Errno> {
+    // SAFETY: MADV_DONTNEED drops the pages of the caller's own private range, whose contents
+    // it gave up; the mapping stays, so the range stays the caller's.
+    if unsafe { libc::madvise(addr.cast(), len, libc::MADV_DONTNEED) } == 0 {
+        Ok(())
+    } else {
+        Err(Errno::last())
+    }
+}
+
 /// Faults in every page of `[addr, addr + len)` for writing in one call
 /// (`MADV_POPULATE_WRITE`, Linux 5.14+): what touching each page would do, without one trap
 /// per page. Contents are unchanged (fresh anonymous pages read as zero; a shared file mapping

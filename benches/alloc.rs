@@ -21,7 +21,7 @@
 #![allow(missing_docs)]
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use remapvec::RemapAlloc;
+use remapvec::{HugePages, RemapAlloc};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -78,6 +78,7 @@ fn churn_once<A: GlobalAlloc>(a: &A, size: usize, fill: u8) {
 fn churn_sizes(c: &mut Criterion, sizes: &[usize]) {
     let remap = RemapAlloc::new();
     let remap_mi = RemapAlloc::wrapping(mimalloc::MiMalloc);
+    let remap_mi_4k = RemapAlloc::wrapping(mimalloc::MiMalloc).huge_page_policy(HugePages::Never);
     for &size in sizes {
         let mut g = c.benchmark_group(format!("churn_alloc_write_free_{}K", size >> 10));
         g.throughput(Throughput::Bytes(size as u64));
@@ -91,6 +92,12 @@ fn churn_sizes(c: &mut Criterion, sizes: &[usize]) {
         g.bench_function("RemapAlloc<MiMalloc>", |b| {
             b.iter(|| churn_once(&remap_mi, size, 4))
         });
+        if size >= 2 << 20 {
+            // What the default's huge pages for blocks written whole are worth.
+            g.bench_function("RemapAlloc<MiMalloc> HugePages::Never", |b| {
+                b.iter(|| churn_once(&remap_mi_4k, size, 5))
+            });
+        }
         g.finish();
     }
 }

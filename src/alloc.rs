@@ -520,6 +520,9 @@ unsafe fn resize_large(
     };
     // SAFETY: forwarded from the caller.
     let mut region = unsafe { region_of(ptr, layout, info) };
+    // A block of another size: its reuses start again (see `DENSE_REUSES`).
+    region.reset_reuses();
+    let old_len = region.len();
     if new_size >= layout.size() {
         let Ok(g) = region.grow(new_size) else {
             return fail();
@@ -536,9 +539,13 @@ unsafe fn resize_large(
                 COPIED.fetch_add(1, Relaxed)
             }
         };
-        if huge == Some(true) {
-            SYSCALLS.fetch_add(u64::from(region.advise_huge()), Relaxed);
-        }
+        let advised = match huge {
+            Some(true) => region.advise_huge(),
+            // Made huge for having been written whole: what it grew by proved nothing.
+            None if region.len() > old_len => region.forget_huge(),
+            _ => 0,
+        };
+        SYSCALLS.fetch_add(u64::from(advised), Relaxed);
     } else {
         match region.shrink(new_size) {
             Ok(calls) => SYSCALLS.fetch_add(u64::from(calls), Relaxed),

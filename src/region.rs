@@ -398,6 +398,21 @@ impl Region {
         }
     }
 
+    /// For a region advised for huge pages that grew: advises it `MADV_NOHUGEPAGE` (the grown
+    /// part proved nothing: its user may write it sparsely, and each byte would make 2 MiB
+    /// resident) and gives it a new origin, so that it never joins the pieces of its old
+    /// mapping that keep the other advice (they are other kernel mappings now). It stays
+    /// marked advised (`is_huge`): it never joins regions of the default advice either, and is
+    /// never made huge again. The pages already huge stay so. Returns the system calls made.
+    pub(crate) fn forget_huge(&mut self) -> u32 {
+        if !self.huge {
+            return 0;
+        }
+        let _ = sys::advise_no_huge(self.as_ptr(), self.len);
+        self.origin = new_origin();
+        1
+    }
+
     /// Whether the region is advised for huge pages (see [`renew_huge_if_dense`]).
     ///
     /// [`renew_huge_if_dense`]: Self::renew_huge_if_dense
@@ -405,9 +420,15 @@ impl Region {
         self.huge
     }
 
-    /// How many times the recycler handed this mapping out again.
+    /// How many times in a row the recycler handed this mapping out again as it is (a piece
+    /// cut from it, a join, a growth or a reallocation start the count again).
     pub(crate) fn reuses(&self) -> u16 {
         self.reuses
+    }
+
+    /// Starts the count of [`reuses`](Self::reuses) again.
+    pub(crate) fn reset_reuses(&mut self) {
+        self.reuses = 0;
     }
 
     /// Says what the allocator recorded of this region while it was a live block (see
@@ -437,8 +458,18 @@ impl Region {
         {
             return (false, 0);
         }
-        if !sys::resident(self.as_ptr(), self.len) {
+        // The last page first: a block written from the start but not to its end is found in
+        // one call. A block found sparse is asked again only after as many reuses more.
+        let page = sys::page_size();
+        // SAFETY: the last page of the region, which is at least 2 MiB.
+        let last = unsafe { self.as_ptr().add(self.len - page) };
+        if !sys::resident(last, page) {
+            self.reuses = 0;
             return (false, 1);
+        }
+        if !sys::resident(self.as_ptr(), self.len) {
+            self.reuses = 0;
+            return (false, 2);
         }
         if sys::advise_huge(self.as_ptr(), self.len).is_err() {
             return (false, 2);

@@ -663,6 +663,8 @@ fn join_neighbours(k: &mut Kept) {
             k.dirty = k.len + o.dirty;
         }
         k.len += o.len;
+        // A region of another shape: its reuses start again.
+        k.meta &= !(META_BITS & !1);
         // The joined region is as old as its oldest part: a region idle past the decay delay
         // still decays when pieces cut from it keep coming back.
         k.stamp = k.stamp.min(o.stamp);
@@ -792,6 +794,9 @@ pub(crate) fn take_for(
         let l = region.len();
         let keep = if fit == Fit::Exact || l > 2 * n { n } else { l };
         if keep < l {
+            // Reuses count a region handed out as it is, time after time: a piece cut from
+            // a larger one starts again (and so does the rest).
+            region.reuses = 0;
             // Hand the tail back: it is a range of the mapping we own.
             if let Some(tail) = region.split_off(keep) {
                 let h = tail.huge;
@@ -801,18 +806,21 @@ pub(crate) fn take_for(
         return Some((region, dirty.min(keep), calls));
     }
     // None is large enough: grow the largest smaller one with `mremap` (its pages stay
-    // faulted in; only the missing ones are new), rather than map all of it anew.
+    // faulted in; only the missing ones are new), rather than map all of it anew. Not one
+    // advised for huge pages for a request that did not ask for them: the advice would cover
+    // the grown part, which its new user may write sparsely (it proved nothing).
+    let growable = |k: &Kept| {
+        k.len < n
+            && k.len >= MIN_KEEP
+            && fits(&Kept { len: n, ..*k })
+            && (huge.is_some() || !k.huge())
+    };
     if let Some(s) = all_marked()
-        .filter(|s| {
-            s.state.load(Acquire) == FULL && {
-                let k = read(s);
-                k.len < n && k.len >= MIN_KEEP && fits(&Kept { len: n, ..k })
-            }
-        })
+        .filter(|s| s.state.load(Acquire) == FULL && growable(&read(s)))
         .max_by_key(|s| s.len.load(Relaxed))
-        && let Some((mut region, dirty, age)) =
-            claim(s, |k| k.len < n && fits(&Kept { len: n, ..*k }))
+        && let Some((mut region, dirty, age)) = claim(s, growable)
     {
+        region.reuses = 0;
         // A move must give the request's alignment, not the kept region's.
         let kept_align = region.align;
         region.align = kept_align.max(align);
@@ -852,6 +860,7 @@ pub(crate) fn claim_after(
     let fits = |k: &Kept| k.addr == end && k.origin == origin && k.len >= need && k.huge() == huge;
     let s = all_marked().find(|s| s.state.load(Acquire) == FULL && fits(&read(s)))?;
     let (mut region, dirty, age) = claim(s, fits)?;
+    region.reuses = 0;
     let mut calls = 0;
     if let Some(tail) = region.split_off(need) {
         calls += keep(tail, dirty.saturating_sub(need), huge, Some(age));

@@ -626,5 +626,24 @@ fn reuses_are_counted_and_kept_with_the_region() {
         panic!("nothing kept")
     };
     assert!(r.reuses() >= 2047 && r.is_huge());
-    drop(r);
+    // A piece cut from it, and the rest, start counting again: only a region handed out as it
+    // is, time after time, counts.
+    let mut r = r;
+    r.reuses = 40;
+    let at = r.as_ptr() as usize;
+    recycle::put(r, 0, true);
+    let Some((piece, _, _)) = recycle::take(2 * MIB, 1, Some(true), true) else {
+        panic!("nothing kept")
+    };
+    assert_eq!((piece.as_ptr() as usize, piece.reuses()), (at, 0));
+    // Joined again with the rest: a region of another shape, counted from 0.
+    recycle::put(piece, 0, true);
+    let Some((whole, _, _)) = recycle::take(6 * MIB, 1, Some(true), true) else {
+        panic!("nothing kept")
+    };
+    assert_eq!(
+        (whole.as_ptr() as usize, whole.len(), whole.reuses()),
+        (at, 6 * MIB, 1)
+    );
+    drop(whole);
 }

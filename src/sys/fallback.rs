@@ -448,6 +448,11 @@ pub(crate) fn huge_pages_usable() -> bool {
     false
 }
 
+/// Nothing to undo on the portable backend, which never advises huge pages for the recycler.
+pub(crate) fn advise_no_huge(_addr: *mut u8, _len: usize) -> Result<(), Errno> {
+    Ok(())
+}
+
 /// Not available on the portable backend (`ENOTSUP`): the pages stay.
 ///
 /// # Safety

@@ -563,6 +563,18 @@ fn ask_huge_pages_usable() -> bool {
     n > 0 && !buf[..n].windows(7).any(|w| w == b"[never]")
 }
 
+/// Advises `[addr, addr + len)` against transparent huge pages (`MADV_NOHUGEPAGE`): later
+/// faults map 4 KiB pages; pages already huge stay so. Contents are unaffected.
+pub(crate) fn advise_no_huge(addr: *mut u8, len: usize) -> Result<(), Errno> {
+    // SAFETY: MADV_NOHUGEPAGE only changes how future faults are served; it never changes the
+    // contents or the mapping of the range, and fails harmlessly on unmapped addresses.
+    if unsafe { libc::madvise(addr.cast(), len, libc::MADV_NOHUGEPAGE) } == 0 {
+        Ok(())
+    } else {
+        Err(Errno::last())
+    }
+}
+
 /// Gives the pages of `[addr, addr + len)` back to the kernel (`MADV_DONTNEED`): the range
 /// stays mapped, so it stays the caller's, and reads as zero (private anonymous memory).
 ///

@@ -67,10 +67,13 @@ pub enum HugePages {
     /// Never: every block is made of 4 KiB pages.
     Never,
     /// Blocks that proved to be written whole and reused (the default). A block freed after
-    /// [`DENSE_REUSES`] reuses with every page resident (asked with `mincore`, which stops at
-    /// the first page that is not) gives its pages back and is advised for huge pages: its
+    /// the recycler handed it out [`DENSE_REUSES`] times in a row as it is (not trimmed,
+    /// joined, grown or reallocated), 2 MiB-aligned, with every page resident (asked with
+    /// `mincore`, last page first) gives its pages back and is advised for huge pages: its
     /// next users fault it in 2 MiB at a time and write it with fewer TLB misses. A block
-    /// written sparsely is never advised, so it never costs more memory than its pages.
+    /// written sparsely is never advised, so it never costs more memory than its pages; nor
+    /// does the advice spread: a kept huge block is not grown for another request, and one
+    /// that grows by `realloc` is advised `MADV_NOHUGEPAGE` again.
     #[default]
     Dense,
     /// Every block of 2 MiB and more, from its first page (`madvise(MADV_HUGEPAGE)` when it is
@@ -189,14 +192,15 @@ impl<A> RemapAlloc<A> {
     }
 
     /// When large blocks of 2 MiB and more get transparent huge pages. Default
-    /// [`HugePages::Dense`]: blocks that were reused [`DENSE_REUSES`] times and found written
-    /// whole when freed.
+    /// [`HugePages::Dense`]: blocks that were handed out again [`DENSE_REUSES`] times as they
+    /// are and found written whole when freed.
     ///
     /// Writing a block in huge pages costs one page fault and one TLB entry per 2 MiB instead
     /// of 512. Measured on the crate's 2-core VM (`cargo run --release --example churn --
-    /// --sizes 8M,64M`): allocating, writing and freeing 8 MiB blocks took 1.11-1.21x
-    /// mimalloc's CPU time in 4 KiB pages and 0.96-1.13x in huge pages (mimalloc advises its
-    /// memory for huge pages). The price of [`HugePages::Always`] is memory: one byte written
+    /// --sizes 8M --only mimalloc,remap+mimalloc,remap+mimalloc-4k`, 12 processes):
+    /// allocating, writing and freeing 8 MiB blocks around mimalloc took 0.98x mimalloc's CPU
+    /// time under `Dense` and 1.13x under `Never` (mimalloc advises its memory for huge
+    /// pages). The price of [`HugePages::Always`] is memory: one byte written
     /// anywhere in a 2 MiB-aligned part of a block makes all 2 MiB of it resident, so a large
     /// block written sparsely (a `calloc`'d table, a big `with_capacity` that stays mostly
     /// empty) can cost up to 512 times the memory it would otherwise. [`HugePages::Dense`]

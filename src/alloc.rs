@@ -257,15 +257,10 @@ impl<A> RemapAlloc<A> {
         size >= self.threshold.max(1)
     }
 
-    /// The huge-page advice of a large block of `size` bytes: `Some(true)` from the start,
-    /// `Some(false)` never, `None` when it depends on the block ([`HugePages::Dense`]).
+    /// The huge-page advice of a large block of `size` bytes (see [`want`]).
     #[inline]
     fn huge(&self, size: usize) -> Option<bool> {
-        match self.huge_pages {
-            HugePages::Never => Some(false),
-            HugePages::Always => Some(size >= HUGE_BLOCK),
-            HugePages::Dense => None,
-        }
+        want(self.huge_pages, size)
     }
 }
 
@@ -308,6 +303,7 @@ static BYTES_CROSSING: AtomicU64 = AtomicU64::new(0);
 /// of [`PROBE`] entries from its hash, and one that finds them all taken is simply not
 /// recorded (its origin is unknown: it is kept alone, never joined).
 mod origins {
+    use crate::region::Advice;
     use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering::*};
 
     /// What is recorded of a block: its mapping (`Region::origin`), its reuses and whether it
@@ -316,7 +312,7 @@ mod origins {
     pub(super) struct Info {
         pub(super) origin: usize,
         pub(super) reuses: u16,
-        pub(super) huge: bool,
+        pub(super) advice: Advice,
     }
 
     impl Info {
@@ -324,7 +320,7 @@ mod origins {
             Info {
                 origin: region.origin(),
                 reuses: region.reuses(),
-                huge: region.is_huge(),
+                advice: region.advice(),
             }
         }
     }
@@ -343,7 +339,7 @@ mod origins {
         /// 0: never used; [`GONE`]: free again; else the block's address.
         addr: AtomicUsize,
         origin: AtomicUsize,
-        /// Reuses (bits 1 and up) and the huge-page flag (bit 0).
+        /// Reuses (bits 2 and up) and the huge-page advice (bits 0 and 1).
         history: AtomicU32,
     }
 
@@ -376,11 +372,21 @@ mod origins {
             if (a == 0 || a == GONE) && e.addr.compare_exchange(a, addr, Acquire, Relaxed).is_ok() {
                 // Read only by whoever frees or reallocates the block, which happens after
                 // the allocation that records it returned.
-                e.history
-                    .store(u32::from(info.reuses) << 1 | u32::from(info.huge), Relaxed);
+                e.history.store(
+                    u32::from(info.reuses) << 2 | advice_bits(info.advice),
+                    Relaxed,
+                );
                 e.origin.store(info.origin, Release);
                 return;
             }
+        }
+    }
+
+    fn advice_bits(a: Advice) -> u32 {
+        match a {
+            Advice::Default => 0,
+            Advice::Huge => 1,
+            Advice::NoHuge => 2,
         }
     }
 
@@ -389,8 +395,12 @@ mod origins {
         let h = e.history.load(Relaxed);
         Info {
             origin,
-            reuses: (h >> 1) as u16,
-            huge: h & 1 == 1,
+            reuses: (h >> 2) as u16,
+            advice: match h & 3 {
+                1 => Advice::Huge,
+                2 => Advice::NoHuge,
+                _ => Advice::Default,
+            },
         }
     }
 
@@ -412,6 +422,16 @@ mod origins {
             }
         }
         Info::default()
+    }
+}
+
+/// The huge-page advice `policy` wants for a large block of `size` bytes: `Some(true)` from
+/// the start, `Some(false)` never, `None` when it depends on the block ([`HugePages::Dense`]).
+fn want(policy: HugePages, size: usize) -> Option<bool> {
+    match policy {
+        HugePages::Never => Some(false),
+        HugePages::Always => Some(size >= HUGE_BLOCK),
+        HugePages::Dense => None,
     }
 }
 
@@ -471,21 +491,35 @@ unsafe fn region_of(ptr: *mut u8, layout: Layout, info: origins::Info) -> Manual
     ManuallyDrop::new(
         unsafe { Region::from_raw_parts(NonNull::new_unchecked(ptr), len, layout.align()) }
             .with_origin(info.origin)
-            .with_history(info.reuses, info.huge),
+            .with_history(info.reuses, info.advice),
     )
 }
 
+/// The region of a large block whose record was lost (its window of the origin table was
+/// full): its advice is not known, so under a policy that may have advised it, it is advised
+/// against huge pages now (the advice a `Never` request may take). Returns the system calls.
+fn unknown_advice(region: &mut Region, info: origins::Info, policy: HugePages) -> u32 {
+    if info.origin != 0 || policy == HugePages::Never {
+        return 0;
+    }
+    if policy == HugePages::Always && region.len() >= HUGE_BLOCK {
+        region.advise_huge()
+    } else {
+        region.advise_no_huge()
+    }
+}
+
 /// # Safety
-/// `ptr` is a live large block of `layout`. `huge`: as [`alloc_large`]'s.
-unsafe fn dealloc_large(ptr: *mut u8, layout: Layout, huge: Option<bool>) {
+/// `ptr` is a live large block of `layout`, allocated under `policy`.
+unsafe fn dealloc_large(ptr: *mut u8, layout: Layout, policy: HugePages) {
+    let info = origins::take(ptr as usize);
     // SAFETY: per the caller, `ptr` is a live large block of `layout`: a mapping this allocator
     // made (or took whole from the recycler) and never gave up, so it is still ours; the region
     // goes to the recycler, which keeps it or unmaps it, and the block is freed.
-    let mut region =
-        ManuallyDrop::into_inner(unsafe { region_of(ptr, layout, origins::take(ptr as usize)) });
+    let mut region = ManuallyDrop::into_inner(unsafe { region_of(ptr, layout, info) });
+    let mut calls = unknown_advice(&mut region, info, policy);
     let mut dirty = region.len();
-    let mut calls = 0;
-    if huge.is_none() && region.reuses() >= DENSE_REUSES {
+    if policy == HugePages::Dense && region.reuses() >= DENSE_REUSES {
         // SAFETY: the block is freed: nothing refers to its contents.
         let (dropped, c) = unsafe { region.renew_huge_if_dense() };
         calls += c;
@@ -495,8 +529,9 @@ unsafe fn dealloc_large(ptr: *mut u8, layout: Layout, huge: Option<bool>) {
             MADE_HUGE.fetch_add(1, Relaxed);
         }
     }
-    let advised = huge.unwrap_or(region.is_huge());
-    calls += recycle::put(region, dirty, advised);
+    // Kept with the advice it has (`region.advice()`), or as advised when the policy advised
+    // blocks of its size.
+    calls += recycle::put(region, dirty, want(policy, layout.size()) == Some(true));
     if calls > 0 {
         SYSCALLS.fetch_add(u64::from(calls), Relaxed);
     }
@@ -506,13 +541,13 @@ unsafe fn dealloc_large(ptr: *mut u8, layout: Layout, huge: Option<bool>) {
 /// Grows or shrinks a large block to another large size. Null on failure, the block intact.
 ///
 /// # Safety
-/// `ptr` is a live large block of `layout`; the caller gives up its old address on success.
-/// `huge`: the allocator advises blocks of `new_size` for huge pages.
+/// `ptr` is a live large block of `layout`, allocated under `policy`; the caller gives up its
+/// old address on success.
 unsafe fn resize_large(
     ptr: *mut u8,
     layout: Layout,
     new_size: usize,
-    huge: Option<bool>,
+    policy: HugePages,
 ) -> *mut u8 {
     // Forgotten while the block is still at `ptr`: once it moves, another thread's block may
     // be mapped and recorded there, and its entry must not be the one forgotten.
@@ -524,6 +559,10 @@ unsafe fn resize_large(
     };
     // SAFETY: forwarded from the caller.
     let mut region = unsafe { region_of(ptr, layout, info) };
+    SYSCALLS.fetch_add(
+        u64::from(unknown_advice(&mut region, info, policy)),
+        Relaxed,
+    );
     // A block of another size: its reuses start again (see `DENSE_REUSES`).
     region.reset_reuses();
     let old_len = region.len();
@@ -543,7 +582,7 @@ unsafe fn resize_large(
                 COPIED.fetch_add(1, Relaxed)
             }
         };
-        let advised = match huge {
+        let advised = match want(policy, new_size) {
             Some(true) => region.advise_huge(),
             // Made huge for having been written whole: what it grew by proved nothing.
             None if region.len() > old_len => region.forget_huge(),
@@ -589,7 +628,7 @@ impl<A: GlobalAlloc> RemapAlloc<A> {
                 let page_end = sys::round_to_page(layout.size()).unwrap_or(usize::MAX);
                 // SAFETY: forwarded from the caller.
                 (
-                    unsafe { resize_large(ptr, layout, new_size, self.huge(new_size)) },
+                    unsafe { resize_large(ptr, layout, new_size, self.huge_pages) },
                     page_end.min(new_size),
                 )
             }
@@ -661,7 +700,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for RemapAlloc<A> {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if self.is_large(layout.size()) {
             // SAFETY: a large block of this layout, per the caller.
-            unsafe { dealloc_large(ptr, layout, self.huge(layout.size())) }
+            unsafe { dealloc_large(ptr, layout, self.huge_pages) }
         } else {
             // SAFETY: forwarded from the caller.
             unsafe { self.inner.dealloc(ptr, layout) }
@@ -802,12 +841,13 @@ unsafe impl<A: GlobalAlloc> Allocator for RemapAlloc<A> {
 #[cfg(test)]
 mod origin_tests {
     use super::origins::{self, Info};
+    use crate::region::Advice;
 
     fn o(origin: usize) -> Info {
         Info {
             origin,
             reuses: 0,
-            huge: false,
+            advice: Advice::Default,
         }
     }
 
@@ -844,11 +884,93 @@ mod origin_tests {
         let info = Info {
             origin: 7,
             reuses: 1234,
-            huge: true,
+            advice: Advice::NoHuge,
         };
         origins::record(x, info);
         assert_eq!(origins::get(x), info);
         assert_eq!(origins::take(x), info);
         assert_eq!(origins::take(x), Info::default());
+    }
+}
+
+#[cfg(all(test, target_os = "linux", not(feature = "force-fallback")))]
+mod lost_records {
+    use super::origins::{self, Info};
+    use super::*;
+
+    fn flags(p: usize) -> String {
+        let s = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut inside = false;
+        for line in s.lines() {
+            let first = line.split_whitespace().next().unwrap_or("");
+            if let Some((a, b)) = first.split_once('-')
+                && let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+            {
+                inside = a <= p && p < b;
+                continue;
+            }
+            if inside && line.starts_with("VmFlags:") {
+                return line.to_string();
+            }
+        }
+        panic!("not mapped")
+    }
+
+    /// A block made huge whose address finds its origins window full has no record: it must
+    /// not be kept as "not advised", or a `Never` allocator (or a realloc) would get
+    /// `MADV_HUGEPAGE` memory (review).
+    #[test]
+    fn a_block_whose_record_is_lost_never_gives_a_never_block_huge_advice() {
+        let _serial = crate::region::tests::RECYCLER
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        crate::release_cached();
+        let dense = RemapAlloc::new();
+        let never = RemapAlloc::new().huge_page_policy(HugePages::Never);
+        let l8 = Layout::from_size_align(8 << 20, 8).unwrap();
+        let before = RemapAlloc::stats().made_huge;
+        // SAFETY: blocks of these allocators, written within their layouts and freed once.
+        unsafe {
+            for r in 0..usize::from(DENSE_REUSES) + 2 {
+                let p = dense.alloc(l8);
+                p.write_bytes(r as u8 + 1, l8.size());
+                dense.dealloc(p, l8);
+            }
+            assert!(RemapAlloc::stats().made_huge > before, "not made huge");
+            let p = dense.alloc(l8);
+            let a = p as usize;
+            dense.dealloc(p, l8);
+            // Other live blocks whose hashes fall on the same window.
+            let fakes: Vec<usize> = (1..)
+                .map(|k| 0x6600_0000_0000usize + k * 4096)
+                .filter(|&z| origins::hash(z) == origins::hash(a))
+                .take(16)
+                .collect();
+            for &z in &fakes {
+                origins::record(
+                    z,
+                    Info {
+                        origin: 99,
+                        reuses: 0,
+                        advice: crate::region::Advice::Default,
+                    },
+                );
+            }
+            let p = dense.alloc(l8);
+            assert_eq!(p as usize, a);
+            dense.dealloc(p, l8);
+            let n = never.alloc(l8);
+            let f = flags(n as usize);
+            never.dealloc(n, l8);
+            for &z in &fakes {
+                origins::take(z);
+            }
+            crate::release_cached();
+            assert!(
+                !f.contains(" hg"),
+                "Never block at {:#x} (was {a:#x}): {f}",
+                n as usize
+            );
+        }
     }
 }

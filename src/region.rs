@@ -80,8 +80,21 @@ pub(crate) struct Region {
     /// How many times the recycler has handed this mapping out again (saturating): the
     /// allocator turns a block that is reused often and written whole into huge pages.
     pub(super) reuses: u16,
-    /// Advised for transparent huge pages (as far as the recycler knows).
-    pub(super) huge: bool,
+    /// Its transparent huge page advice (as far as the recycler knows).
+    pub(super) advice: Advice,
+}
+
+/// The transparent huge page advice of a region. Regions of different advice are different
+/// kernel mappings (VMAs with other flags), so the recycler never joins them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Advice {
+    /// None given: the system's default.
+    #[default]
+    Default,
+    /// `MADV_HUGEPAGE`.
+    Huge,
+    /// `MADV_NOHUGEPAGE` (a region that was huge and grew, or whose advice is unknown).
+    NoHuge,
 }
 
 /// The next [`Region::origin`].
@@ -122,7 +135,7 @@ impl Region {
                 align,
                 origin: new_origin(),
                 reuses: 0,
-                huge: false,
+                advice: Advice::Default,
             },
             calls,
         ))
@@ -143,7 +156,7 @@ impl Region {
             align,
             origin: 0,
             reuses: 0,
-            huge: false,
+            advice: Advice::Default,
         }
     }
 
@@ -203,6 +216,8 @@ impl Region {
         }
         let mut calls = 0;
         let old_len = self.len;
+        // A region of another size: its reuses (as it is) start again.
+        self.reuses = 0;
         let err = match self.remap_grow(new_len, &mut calls) {
             Ok(how) => {
                 return Ok(Growth {
@@ -238,6 +253,9 @@ impl Region {
         }
         let mut calls = 0;
         let grown = self.remap_grow(new_len, &mut calls).is_ok();
+        if grown {
+            self.reuses = 0;
+        }
         (grown, calls)
     }
 
@@ -298,7 +316,9 @@ impl Region {
     pub(crate) fn grow_into_kept(&mut self, new_len: usize, huge: bool) -> Option<(u32, usize)> {
         let need = new_len.checked_sub(self.len)?;
         let end = self.as_ptr() as usize + self.len;
-        let (piece, dirty, calls) = recycle::claim_after(end, self.origin, huge, need)?;
+        let advice = if huge { Advice::Huge } else { self.advice };
+        let (piece, dirty, calls) = recycle::claim_after(end, self.origin, advice, need)?;
+        self.reuses = 0;
         let (p, l) = piece.into_raw_parts();
         debug_assert_eq!(p.as_ptr() as usize, end);
         // `LIVE_BYTES` counted the piece when it was claimed; it is now part of this region.
@@ -364,6 +384,7 @@ impl Region {
         unsafe { sys::remap_in_place(self.as_ptr(), self.len, new_len)? };
         LIVE_BYTES.fetch_sub(self.len - new_len, Ordering::Relaxed);
         self.len = new_len;
+        self.reuses = 0;
         Ok(1)
     }
 
@@ -381,7 +402,7 @@ impl Region {
             align: sys::page_size(),
             origin: self.origin,
             reuses: self.reuses,
-            huge: self.huge,
+            advice: self.advice,
         };
         self.len = at;
         Some(tail)
@@ -391,7 +412,12 @@ impl Region {
     /// Returns the system calls made.
     pub(crate) fn advise_huge(&mut self) -> u32 {
         if self.len >= PMD_SIZE && (self.as_ptr() as usize).is_multiple_of(PMD_SIZE) {
-            self.huge |= sys::advise_huge(self.as_ptr(), self.len).is_ok();
+            if sys::advise_huge(self.as_ptr(), self.len).is_ok() && self.advice != Advice::Huge {
+                // Pieces of its old mapping keep the old advice: they are other kernel
+                // mappings now, never to be joined with it.
+                self.advice = Advice::Huge;
+                self.origin = new_origin();
+            }
             1
         } else {
             0
@@ -401,23 +427,31 @@ impl Region {
     /// For a region advised for huge pages that grew: advises it `MADV_NOHUGEPAGE` (the grown
     /// part proved nothing: its user may write it sparsely, and each byte would make 2 MiB
     /// resident) and gives it a new origin, so that it never joins the pieces of its old
-    /// mapping that keep the other advice (they are other kernel mappings now). It stays
-    /// marked advised (`is_huge`): it never joins regions of the default advice either, and is
-    /// never made huge again. The pages already huge stay so. Returns the system calls made.
+    /// mapping that keep the other advice (they are other kernel mappings now). The pages
+    /// already huge stay so. Not where the system gives every mapping huge pages (THP
+    /// `always`): there the advice would only take from it what a `Never` block gets. Returns
+    /// the system calls made.
     pub(crate) fn forget_huge(&mut self) -> u32 {
-        if !self.huge {
+        if self.advice != Advice::Huge || sys::thp_mode() == sys::Thp::Always {
             return 0;
         }
-        let _ = sys::advise_no_huge(self.as_ptr(), self.len);
+        self.advise_no_huge()
+    }
+
+    /// Advises the whole region `MADV_NOHUGEPAGE` and gives it a new origin (see
+    /// [`forget_huge`](Self::forget_huge)): for a region whose advice is not known. Returns
+    /// the system calls made.
+    pub(crate) fn advise_no_huge(&mut self) -> u32 {
+        if sys::advise_no_huge(self.as_ptr(), self.len).is_ok() {
+            self.advice = Advice::NoHuge;
+        }
         self.origin = new_origin();
         1
     }
 
-    /// Whether the region is advised for huge pages (see [`renew_huge_if_dense`]).
-    ///
-    /// [`renew_huge_if_dense`]: Self::renew_huge_if_dense
-    pub(crate) fn is_huge(&self) -> bool {
-        self.huge
+    /// The region's huge-page advice.
+    pub(crate) fn advice(&self) -> Advice {
+        self.advice
     }
 
     /// How many times in a row the recycler handed this mapping out again as it is (a piece
@@ -432,10 +466,10 @@ impl Region {
     }
 
     /// Says what the allocator recorded of this region while it was a live block (see
-    /// [`reuses`](Self::reuses), [`is_huge`](Self::is_huge)).
-    pub(crate) fn with_history(mut self, reuses: u16, huge: bool) -> Region {
+    /// [`reuses`](Self::reuses), [`advice`](Self::advice)).
+    pub(crate) fn with_history(mut self, reuses: u16, advice: Advice) -> Region {
         self.reuses = reuses;
-        self.huge = huge;
+        self.advice = advice;
         self
     }
 
@@ -451,10 +485,11 @@ impl Region {
     /// # Safety
     /// Nothing refers to the region's contents any more (its block was freed).
     pub(crate) unsafe fn renew_huge_if_dense(&mut self) -> (bool, u32) {
-        if self.huge
+        // Under THP `always` its pages are huge already (or could not be had).
+        if self.advice == Advice::Huge
             || self.len < PMD_SIZE
             || !(self.as_ptr() as usize).is_multiple_of(PMD_SIZE)
-            || !sys::huge_pages_usable()
+            || sys::thp_mode() != sys::Thp::Madvise
         {
             return (false, 0);
         }
@@ -474,7 +509,7 @@ impl Region {
         if sys::advise_huge(self.as_ptr(), self.len).is_err() {
             return (false, 2);
         }
-        self.huge = true;
+        self.advice = Advice::Huge;
         // SAFETY: the region owns its mapping (type invariant) and, per the caller, nothing
         // refers to its contents; the mapping stays in place, so it stays ours.
         let dropped = unsafe { sys::drop_pages(self.as_ptr(), self.len) }.is_ok();
@@ -539,4 +574,4 @@ impl core::fmt::Debug for Region {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

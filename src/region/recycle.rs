@@ -42,7 +42,7 @@
 //!   (its dirty extent); everything after is zero (fresh pages). Zeroing callers write only that.
 //! * **Cheap release.** Keeping a region costs a few atomic operations, whatever its size.
 
-use super::{LIVE_BYTES, Region};
+use super::{Advice, LIVE_BYTES, Region};
 use crate::sys;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering::*};
@@ -67,10 +67,29 @@ pub const DEFAULT_FLOOR: usize = 256 << 20;
 pub const DEFAULT_DECAY_MS: u64 = 1000;
 
 /// The bits of `Slot::meta` below the alignment (which is at least a 4 KiB page): the
-/// huge-page flag (bit 0) and the reuses (bits 1 to 11).
+/// huge-page advice (bits 0 and 1) and the reuses (bits 2 to 11).
 const META_BITS: usize = 0xfff;
 /// The most reuses `Slot::meta` holds.
-const MAX_REUSES: u16 = (META_BITS >> 1) as u16;
+const MAX_REUSES: u16 = (META_BITS >> 2) as u16;
+
+/// Bits 0 and 1 of `Slot::meta`.
+fn advice_bits(a: Advice) -> usize {
+    match a {
+        Advice::Default => 0,
+        Advice::Huge => 1,
+        Advice::NoHuge => 2,
+    }
+}
+
+/// Whether a region of advice `a` serves a request for huge pages `huge`: `Some(true)` only
+/// advised ones, `Some(false)` none advised for them, `None` any.
+fn serves(a: Advice, huge: Option<bool>) -> bool {
+    match huge {
+        Some(true) => a == Advice::Huge,
+        Some(false) => a != Advice::Huge,
+        None => true,
+    }
+}
 
 const EMPTY: u8 = 0;
 const BUSY: u8 = 1;
@@ -85,8 +104,8 @@ struct Slot {
     len: AtomicUsize,
     /// Leading bytes that may be non-zero.
     dirty: AtomicUsize,
-    /// Alignment of the region (at least a page), with bit 0 set when it was advised for huge
-    /// pages and its reuses (`Region::reuses`, saturating) in bits 1 to 11.
+    /// Alignment of the region (at least a page), with its huge-page advice in bits 0 and 1
+    /// (see [`advice_bits`]) and its reuses (`Region::reuses`, saturating) in bits 2 to 11.
     meta: AtomicUsize,
     /// When it was kept (milliseconds of `sys::now_ms`).
     stamp: AtomicU64,
@@ -367,7 +386,7 @@ struct Kept {
     len: usize,
     /// Leading bytes that may be non-zero.
     dirty: usize,
-    /// Alignment, with the huge-page flag and the reuses (see `Slot::meta`).
+    /// Alignment, with the huge-page advice and the reuses (see `Slot::meta`).
     meta: usize,
     /// See `Region::origin`.
     origin: usize,
@@ -382,12 +401,16 @@ impl Kept {
         self.addr + self.len
     }
 
-    fn huge(&self) -> bool {
-        self.meta & 1 == 1
+    fn advice(&self) -> Advice {
+        match self.meta & 3 {
+            1 => Advice::Huge,
+            2 => Advice::NoHuge,
+            _ => Advice::Default,
+        }
     }
 
     fn reuses(&self) -> u16 {
-        ((self.meta & META_BITS) >> 1) as u16
+        ((self.meta & META_BITS) >> 2) as u16
     }
 
     /// Takes ownership of the kept mapping again as a region.
@@ -407,7 +430,7 @@ impl Kept {
         };
         Some(
             r.with_origin(self.origin)
-                .with_history(self.reuses(), self.huge()),
+                .with_history(self.reuses(), self.advice()),
         )
     }
 }
@@ -558,9 +581,13 @@ pub(crate) fn release_all() -> usize {
 }
 
 /// Keeps `region` (its first `dirty` bytes may be non-zero, the rest is zero) for a later
-/// request, or unmaps it. Returns the system calls made.
-pub(crate) fn put(region: Region, dirty: usize, huge: bool) -> u32 {
-    keep(region, dirty, huge, None)
+/// request, or unmaps it. `huge`: count it as advised for huge pages whatever it says (a
+/// vector that asked for them); else its own advice counts. Returns the system calls made.
+pub(crate) fn put(mut region: Region, dirty: usize, huge: bool) -> u32 {
+    if huge {
+        region.advice = Advice::Huge;
+    }
+    keep(region, dirty, None)
 }
 
 /// Keeps `region`, joined with the kept regions right before and after it (see
@@ -568,7 +595,7 @@ pub(crate) fn put(region: Region, dirty: usize, huge: bool) -> u32 {
 /// (freed `seq`-th), kept whatever its size, so that it joins its neighbours again once they
 /// come back, and as old as the region it was cut from; `None` for a freed region (the most
 /// recent now; unmapped below [`MIN_KEEP`]).
-fn keep(region: Region, dirty: usize, huge: bool, piece: Option<Age>) -> u32 {
+fn keep(region: Region, dirty: usize, piece: Option<Age>) -> u32 {
     let len = region.len();
     if len > MAX_KEEP || (len < MIN_KEEP && piece.is_none()) || !enabled() {
         drop(region);
@@ -604,8 +631,8 @@ fn keep(region: Region, dirty: usize, huge: bool, piece: Option<Age>) -> u32 {
     }
     // Alignments of at least a page leave the bits of `META_BITS` free.
     let meta = region.align.max(sys::page_size().max(META_BITS + 1))
-        | usize::from(region.reuses.min(MAX_REUSES)) << 1
-        | usize::from(huge);
+        | usize::from(region.reuses.min(MAX_REUSES)) << 2
+        | advice_bits(region.advice);
     let origin = region.origin;
     let (ptr, len) = region.into_raw_parts();
     let mut k = Kept {
@@ -632,14 +659,14 @@ fn keep(region: Region, dirty: usize, huge: bool, piece: Option<Age>) -> u32 {
 /// may keep them as two mappings, and `mremap` fails on a range that spans two (a block made
 /// of such pieces would then be copied when it grows).
 fn join_neighbours(k: &mut Kept) {
-    let huge = k.huge();
+    let advice = k.advice();
     if k.origin == 0 {
         return;
     }
     for s in all_marked() {
         let adjacent = |o: &Kept| {
             o.origin == k.origin
-                && o.huge() == huge
+                && o.advice() == advice
                 && (o.end() == k.addr || o.addr == k.end())
                 && o.len <= MAX_KEEP - k.len
         };
@@ -664,7 +691,7 @@ fn join_neighbours(k: &mut Kept) {
         }
         k.len += o.len;
         // A region of another shape: its reuses start again.
-        k.meta &= !(META_BITS & !1);
+        k.meta &= !(META_BITS & !3);
         // The joined region is as old as its oldest part: a region idle past the decay delay
         // still decays when pieces cut from it keep coming back.
         k.stamp = k.stamp.min(o.stamp);
@@ -774,7 +801,7 @@ pub(crate) fn take_for(
     let fits = |k: &Kept| {
         k.len >= n
             && k.addr.is_multiple_of(align)
-            && huge.is_none_or(|h| k.huge() == h)
+            && serves(k.advice(), huge)
             && k.dirty.min(n) <= max_dirty
     };
     for _ in 0..SLOTS {
@@ -799,8 +826,7 @@ pub(crate) fn take_for(
             region.reuses = 0;
             // Hand the tail back: it is a range of the mapping we own.
             if let Some(tail) = region.split_off(keep) {
-                let h = tail.huge;
-                calls += self::keep(tail, dirty.saturating_sub(keep), h, Some(age));
+                calls += self::keep(tail, dirty.saturating_sub(keep), Some(age));
             }
         }
         return Some((region, dirty.min(keep), calls));
@@ -813,7 +839,7 @@ pub(crate) fn take_for(
         k.len < n
             && k.len >= MIN_KEEP
             && fits(&Kept { len: n, ..*k })
-            && (huge.is_some() || !k.huge())
+            && (huge.is_some() || k.advice() != Advice::Huge)
     };
     if let Some(s) = all_marked()
         .filter(|s| s.state.load(Acquire) == FULL && growable(&read(s)))
@@ -833,8 +859,7 @@ pub(crate) fn take_for(
         HITS.fetch_sub(1, Relaxed);
         // The caller maps anew: what this costs is in that count.
         region.align = kept_align;
-        let h = region.huge;
-        let _ = keep(region, dirty, h, Some(age));
+        let _ = keep(region, dirty, Some(age));
     }
     MISSES.fetch_add(1, Relaxed);
     None
@@ -850,20 +875,21 @@ pub(crate) fn take_for(
 pub(crate) fn claim_after(
     end: usize,
     origin: usize,
-    huge: bool,
+    advice: Advice,
     need: usize,
 ) -> Option<(Region, usize, u32)> {
     if origin == 0 || !enabled() {
         return None;
     }
     let need = sys::round_to_page(need)?;
-    let fits = |k: &Kept| k.addr == end && k.origin == origin && k.len >= need && k.huge() == huge;
+    let fits =
+        |k: &Kept| k.addr == end && k.origin == origin && k.len >= need && k.advice() == advice;
     let s = all_marked().find(|s| s.state.load(Acquire) == FULL && fits(&read(s)))?;
     let (mut region, dirty, age) = claim(s, fits)?;
     region.reuses = 0;
     let mut calls = 0;
     if let Some(tail) = region.split_off(need) {
-        calls += keep(tail, dirty.saturating_sub(need), huge, Some(age));
+        calls += keep(tail, dirty.saturating_sub(need), Some(age));
     }
     Some((region, dirty.min(need), calls))
 }

@@ -295,7 +295,7 @@ fn a_transient_placement_failure_keeps_the_zone() {
 /// The recycler tests that count what is kept run one at a time (other tests of this binary
 /// only use regions below the sizes these use, or none).
 #[cfg(all(target_os = "linux", not(feature = "force-fallback")))]
-static RECYCLER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+pub(crate) static RECYCLER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Issue 10, defect 13: the recycler never keeps more than its limit, whatever the order of
 /// puts and takes (an empty first slot stopped the old cache's eviction: 7 GiB kept of 4).
@@ -608,16 +608,16 @@ fn reuses_are_counted_and_kept_with_the_region() {
     let _serial = RECYCLER.lock().unwrap_or_else(|e| e.into_inner());
     crate::release_cached();
     let (mut r, _) = Region::new(6 * MIB, 1).unwrap();
-    assert_eq!((r.reuses(), r.is_huge()), (0, false));
+    assert_eq!((r.reuses(), r.advice()), (0, super::Advice::Default));
     r.reuses = 40;
-    r.huge = true;
+    r.advice = super::Advice::Huge;
     recycle::put(r, 0, true);
     // Not for a request that wants 4 KiB pages only.
     assert!(recycle::take(6 * MIB, 1, Some(false), true).is_none());
     let Some((r, _, _)) = recycle::take(6 * MIB, 1, None, true) else {
         panic!("a request for either advice found nothing")
     };
-    assert_eq!((r.reuses(), r.is_huge()), (41, true));
+    assert_eq!((r.reuses(), r.advice()), (41, super::Advice::Huge));
     // The count saturates where the slot's bits end, never wraps.
     let mut r = r;
     r.reuses = u16::MAX;
@@ -625,7 +625,7 @@ fn reuses_are_counted_and_kept_with_the_region() {
     let Some((r, _, _)) = recycle::take(6 * MIB, 1, Some(true), true) else {
         panic!("nothing kept")
     };
-    assert!(r.reuses() >= 2047 && r.is_huge());
+    assert!(r.reuses() >= 1023 && r.advice() == super::Advice::Huge);
     // A piece cut from it, and the rest, start counting again: only a region handed out as it
     // is, time after time, counts.
     let mut r = r;

@@ -443,9 +443,21 @@ pub(crate) fn resident(_addr: *mut u8, _len: usize) -> bool {
     false
 }
 
-/// Not on the portable backend: `false`.
-pub(crate) fn huge_pages_usable() -> bool {
-    false
+/// What the system does with transparent huge pages (see the Linux backend).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(dead_code)] // The same variants as the Linux backend's; only `Off` is answered here.
+pub(crate) enum Thp {
+    /// None to be had.
+    Off,
+    /// Only for memory advised for them.
+    Madvise,
+    /// For all memory.
+    Always,
+}
+
+/// Not asked on the portable backend: [`Thp::Off`] (the recycler makes no block huge).
+pub(crate) fn thp_mode() -> Thp {
+    Thp::Off
 }
 
 /// Nothing to undo on the portable backend, which never advises huge pages for the recycler.

@@ -522,34 +522,57 @@ pub(crate) fn resident(addr: *mut u8, len: usize) -> bool {
     true
 }
 
-/// Whether transparent huge pages can be had for memory advised `MADV_HUGEPAGE`: the system
-/// setting (`/sys/kernel/mm/transparent_hugepage/enabled`) is not `[never]` and the process
-/// has not turned them off (`PR_SET_THP_DISABLE`). Asked once, without allocating (usable
-/// from an allocator); `false` when the setting cannot be read.
-pub(crate) fn huge_pages_usable() -> bool {
-    use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
-    // 0: not asked yet, 1: usable, 2: not.
-    static USABLE: AtomicU8 = AtomicU8::new(0);
-    match USABLE.load(Relaxed) {
-        1 => return true,
-        2 => return false,
-        _ => {}
-    }
-    let usable = ask_huge_pages_usable();
-    USABLE.store(if usable { 1 } else { 2 }, Relaxed);
-    usable
+/// What the system does with transparent huge pages for this process (see [`thp_mode`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Thp {
+    /// None to be had: the setting is `[never]`, the process turned them off
+    /// (`PR_SET_THP_DISABLE`), or the setting could not be read.
+    Off,
+    /// Only for memory advised `MADV_HUGEPAGE` (`[madvise]`).
+    Madvise,
+    /// For all memory not advised `MADV_NOHUGEPAGE` (`[always]`).
+    Always,
 }
 
-fn ask_huge_pages_usable() -> bool {
+/// The system's transparent huge page setting (`/sys/kernel/mm/transparent_hugepage/enabled`)
+/// for this process. Asked once, without allocating (usable from an allocator); asked again
+/// when the first attempt failed for want of a file descriptor.
+pub(crate) fn thp_mode() -> Thp {
+    use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
+    // 0: not asked yet, else 1 + the answer.
+    static MODE: AtomicU8 = AtomicU8::new(0);
+    match MODE.load(Relaxed) {
+        1 => return Thp::Off,
+        2 => return Thp::Madvise,
+        3 => return Thp::Always,
+        _ => {}
+    }
+    let Some(mode) = ask_thp_mode() else {
+        return Thp::Off;
+    };
+    MODE.store(
+        match mode {
+            Thp::Off => 1,
+            Thp::Madvise => 2,
+            Thp::Always => 3,
+        },
+        Relaxed,
+    );
+    mode
+}
+
+/// The answer of [`thp_mode`], or `None` when it cannot be had now (no file descriptor left).
+fn ask_thp_mode() -> Option<Thp> {
     // SAFETY: PR_GET_THP_DISABLE reads a flag of this process; no pointer is passed.
     if unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) } != 0 {
-        return false;
+        return Some(Thp::Off);
     }
     let path = c"/sys/kernel/mm/transparent_hugepage/enabled";
     // SAFETY: a NUL-terminated path, opened read-only and closed below.
     let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
     if fd < 0 {
-        return false;
+        let e = Errno::last().0;
+        return (e != libc::EMFILE && e != libc::ENFILE).then_some(Thp::Off);
     }
     let mut buf = [0u8; 64];
     // SAFETY: reads at most `buf.len()` bytes into `buf`, which we own.
@@ -557,10 +580,17 @@ fn ask_huge_pages_usable() -> bool {
     // SAFETY: `fd` was opened above and is closed once.
     unsafe { libc::close(fd) };
     let Ok(n) = usize::try_from(n) else {
-        return false;
+        return Some(Thp::Off);
     };
-    // "always [madvise] never" or "[always] madvise never": usable unless "[never]".
-    n > 0 && !buf[..n].windows(7).any(|w| w == b"[never]")
+    // "always [madvise] never", "[always] madvise never" or "always madvise [never]".
+    let has = |w: &[u8]| buf[..n].windows(w.len()).any(|x| x == w);
+    Some(if has(b"[madvise]") {
+        Thp::Madvise
+    } else if has(b"[always]") {
+        Thp::Always
+    } else {
+        Thp::Off
+    })
 }
 
 /// Advises `[addr, addr + len)` against transparent huge pages (`MADV_NOHUGEPAGE`): later

@@ -373,20 +373,12 @@ mod origins {
                 // Read only by whoever frees or reallocates the block, which happens after
                 // the allocation that records it returned.
                 e.history.store(
-                    u32::from(info.reuses) << 2 | advice_bits(info.advice),
+                    u32::from(info.reuses) << 2 | info.advice.bits() as u32,
                     Relaxed,
                 );
                 e.origin.store(info.origin, Release);
                 return;
             }
-        }
-    }
-
-    fn advice_bits(a: Advice) -> u32 {
-        match a {
-            Advice::Default => 0,
-            Advice::Huge => 1,
-            Advice::NoHuge => 2,
         }
     }
 
@@ -396,11 +388,7 @@ mod origins {
         Info {
             origin,
             reuses: (h >> 2) as u16,
-            advice: match h & 3 {
-                1 => Advice::Huge,
-                2 => Advice::NoHuge,
-                _ => Advice::Default,
-            },
+            advice: Advice::from_bits(h as usize),
         }
     }
 
@@ -529,9 +517,8 @@ unsafe fn dealloc_large(ptr: *mut u8, layout: Layout, policy: HugePages) {
             MADE_HUGE.fetch_add(1, Relaxed);
         }
     }
-    // Kept with the advice it has (`region.advice()`), or as advised when the policy advised
-    // blocks of its size.
-    calls += recycle::put(region, dirty, want(policy, layout.size()) == Some(true));
+    // Kept with the advice it has (`Region::advice`).
+    calls += recycle::put(region, dirty);
     if calls > 0 {
         SYSCALLS.fetch_add(u64::from(calls), Relaxed);
     }

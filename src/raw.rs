@@ -647,8 +647,13 @@ impl RawInner {
                 },
                 max_dirty.unwrap_or(usize::MAX),
             )
-            .map(|(region, dirty, calls)| {
+            .map(|(mut region, dirty, calls)| {
                 h.stats.syscalls += u64::from(calls);
+                // Reuses count allocator blocks handed out as they are: a vector's use says
+                // nothing of how the next block will be written (review: a mapping that a
+                // `Vec` and a `RemapVec` took in turns was made huge, and the vector, which
+                // takes no huge region, faulted in a fresh one).
+                region.reset_reuses();
                 (region, dirty)
             })
         } else {
@@ -820,7 +825,7 @@ impl RawInner {
                 // What the vector may have written: everything it exposed, and what was dirty
                 // when it took the mapping.
                 let dirty = h.dirty.max(cap.saturating_mul(elem.size()));
-                h.stats.syscalls += u64::from(recycle::put(region, dirty, packed.huge()));
+                h.stats.syscalls += u64::from(recycle::put(region, dirty));
             } else {
                 drop(region);
                 h.stats.syscalls += 1; // the munmap

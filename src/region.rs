@@ -91,10 +91,41 @@ pub(crate) enum Advice {
     /// None given: the system's default.
     #[default]
     Default,
-    /// `MADV_HUGEPAGE`.
+    /// `MADV_HUGEPAGE`, asked for (`HugePages::Always`, a vector with huge pages): taken only
+    /// by requests that ask for huge pages.
     Huge,
     /// `MADV_NOHUGEPAGE` (a region that was huge and grew, or whose advice is unknown).
     NoHuge,
+    /// `MADV_HUGEPAGE`, given because the region proved dense (`HugePages::Dense`): taken by
+    /// requests that ask for huge pages and by `Dense` ones.
+    Proven,
+}
+
+impl Advice {
+    /// Whether the kernel has the region advised `MADV_HUGEPAGE`.
+    pub(crate) fn is_huge(self) -> bool {
+        matches!(self, Advice::Huge | Advice::Proven)
+    }
+
+    /// Two bits, as the recycler's slots and the allocator's records keep it.
+    pub(crate) fn bits(self) -> usize {
+        match self {
+            Advice::Default => 0,
+            Advice::Huge => 1,
+            Advice::NoHuge => 2,
+            Advice::Proven => 3,
+        }
+    }
+
+    /// The advice of [`bits`](Self::bits) (only the two low bits count).
+    pub(crate) fn from_bits(b: usize) -> Advice {
+        match b & 3 {
+            1 => Advice::Huge,
+            2 => Advice::NoHuge,
+            3 => Advice::Proven,
+            _ => Advice::Default,
+        }
+    }
 }
 
 /// The next [`Region::origin`].
@@ -413,8 +444,9 @@ impl Region {
     pub(crate) fn advise_huge(&mut self) -> u32 {
         if self.len >= PMD_SIZE && (self.as_ptr() as usize).is_multiple_of(PMD_SIZE) {
             if sys::advise_huge(self.as_ptr(), self.len).is_ok() && self.advice != Advice::Huge {
-                // Pieces of its old mapping keep the old advice: they are other kernel
-                // mappings now, never to be joined with it.
+                // Asked for now, whatever it was (a region that proved dense and grew proved
+                // nothing of its new part). Pieces of its old mapping keep the old advice:
+                // they are other kernel mappings now, never to be joined with it.
                 self.advice = Advice::Huge;
                 self.origin = new_origin();
             }
@@ -432,7 +464,7 @@ impl Region {
     /// `always`): there the advice would only take from it what a `Never` block gets. Returns
     /// the system calls made.
     pub(crate) fn forget_huge(&mut self) -> u32 {
-        if self.advice != Advice::Huge || sys::thp_mode() == sys::Thp::Always {
+        if !self.advice.is_huge() || sys::thp_mode() == sys::Thp::Always {
             return 0;
         }
         self.advise_no_huge()
@@ -442,10 +474,17 @@ impl Region {
     /// [`forget_huge`](Self::forget_huge)): for a region whose advice is not known. Returns
     /// the system calls made.
     pub(crate) fn advise_no_huge(&mut self) -> u32 {
-        if sys::advise_no_huge(self.as_ptr(), self.len).is_ok() {
-            self.advice = Advice::NoHuge;
-        }
         self.origin = new_origin();
+        if sys::thp_mode() == sys::Thp::Always {
+            // Huge by default there: as a `Never` block would be.
+            return 0;
+        }
+        self.advice = if sys::advise_no_huge(self.as_ptr(), self.len).is_ok() {
+            Advice::NoHuge
+        } else {
+            // Perhaps still advised for huge pages: only requests that ask for them take it.
+            Advice::Huge
+        };
         1
     }
 
@@ -486,7 +525,7 @@ impl Region {
     /// Nothing refers to the region's contents any more (its block was freed).
     pub(crate) unsafe fn renew_huge_if_dense(&mut self) -> (bool, u32) {
         // Under THP `always` its pages are huge already (or could not be had).
-        if self.advice == Advice::Huge
+        if self.advice.is_huge()
             || self.len < PMD_SIZE
             || !(self.as_ptr() as usize).is_multiple_of(PMD_SIZE)
             || sys::thp_mode() != sys::Thp::Madvise
@@ -509,7 +548,9 @@ impl Region {
         if sys::advise_huge(self.as_ptr(), self.len).is_err() {
             return (false, 2);
         }
-        self.advice = Advice::Huge;
+        self.advice = Advice::Proven;
+        // Pieces of its old mapping keep the old advice: other kernel mappings now.
+        self.origin = new_origin();
         // SAFETY: the region owns its mapping (type invariant) and, per the caller, nothing
         // refers to its contents; the mapping stays in place, so it stays ours.
         let dropped = unsafe { sys::drop_pages(self.as_ptr(), self.len) }.is_ok();

@@ -72,22 +72,14 @@ const META_BITS: usize = 0xfff;
 /// The most reuses `Slot::meta` holds.
 const MAX_REUSES: u16 = (META_BITS >> 2) as u16;
 
-/// Bits 0 and 1 of `Slot::meta`.
-fn advice_bits(a: Advice) -> usize {
-    match a {
-        Advice::Default => 0,
-        Advice::Huge => 1,
-        Advice::NoHuge => 2,
-    }
-}
-
 /// Whether a region of advice `a` serves a request for huge pages `huge`: `Some(true)` only
-/// advised ones, `Some(false)` none advised for them, `None` any.
+/// ones advised for them, `Some(false)` none advised for them, `None` (`HugePages::Dense`)
+/// any but those advised because someone asked (they proved nothing).
 fn serves(a: Advice, huge: Option<bool>) -> bool {
     match huge {
-        Some(true) => a == Advice::Huge,
-        Some(false) => a != Advice::Huge,
-        None => true,
+        Some(true) => a.is_huge(),
+        Some(false) => !a.is_huge(),
+        None => a != Advice::Huge,
     }
 }
 
@@ -402,11 +394,7 @@ impl Kept {
     }
 
     fn advice(&self) -> Advice {
-        match self.meta & 3 {
-            1 => Advice::Huge,
-            2 => Advice::NoHuge,
-            _ => Advice::Default,
-        }
+        Advice::from_bits(self.meta)
     }
 
     fn reuses(&self) -> u16 {
@@ -581,12 +569,10 @@ pub(crate) fn release_all() -> usize {
 }
 
 /// Keeps `region` (its first `dirty` bytes may be non-zero, the rest is zero) for a later
-/// request, or unmaps it. `huge`: count it as advised for huge pages whatever it says (a
-/// vector that asked for them); else its own advice counts. Returns the system calls made.
-pub(crate) fn put(mut region: Region, dirty: usize, huge: bool) -> u32 {
-    if huge {
-        region.advice = Advice::Huge;
-    }
+/// request, or unmaps it, with the huge-page advice it has (`Region::advice`, which says what
+/// the kernel was told: a label the kernel never got would let pieces of two kernel mappings
+/// join, and their growth copy). Returns the system calls made.
+pub(crate) fn put(region: Region, dirty: usize) -> u32 {
     keep(region, dirty, None)
 }
 
@@ -632,7 +618,7 @@ fn keep(region: Region, dirty: usize, piece: Option<Age>) -> u32 {
     // Alignments of at least a page leave the bits of `META_BITS` free.
     let meta = region.align.max(sys::page_size().max(META_BITS + 1))
         | usize::from(region.reuses.min(MAX_REUSES)) << 2
-        | advice_bits(region.advice);
+        | region.advice.bits();
     let origin = region.origin;
     let (ptr, len) = region.into_raw_parts();
     let mut k = Kept {
@@ -839,7 +825,7 @@ pub(crate) fn take_for(
         k.len < n
             && k.len >= MIN_KEEP
             && fits(&Kept { len: n, ..*k })
-            && (huge.is_some() || k.advice() != Advice::Huge)
+            && (huge.is_some() || !k.advice().is_huge())
     };
     if let Some(s) = all_marked()
         .filter(|s| s.state.load(Acquire) == FULL && growable(&read(s)))

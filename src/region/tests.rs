@@ -316,11 +316,11 @@ fn the_recycler_keeps_its_limit_exactly() {
         );
     };
     let mut live = vec![region(4 * GIB)]; // raises the limit by a quarter of it
-    recycle::put(region(GIB), 0, false);
-    recycle::put(region(GIB), 0, false);
+    recycle::put(region(GIB), 0);
+    recycle::put(region(GIB), 0);
     let taken = recycle::take(GIB, 1, Some(false), false);
     within();
-    recycle::put(region(4 * GIB), 0, false);
+    recycle::put(region(4 * GIB), 0);
     within();
     for len in [
         GIB,
@@ -332,11 +332,11 @@ fn the_recycler_keeps_its_limit_exactly() {
         256 << 20,
         300 << 20,
     ] {
-        recycle::put(region(len), 0, false);
+        recycle::put(region(len), 0);
         within();
     }
     live.clear();
-    recycle::put(region(GIB), 0, false);
+    recycle::put(region(GIB), 0);
     within();
     drop(taken);
     crate::release_cached();
@@ -350,7 +350,7 @@ fn the_recycler_never_hands_out_much_more_than_asked() {
     let _serial = RECYCLER.lock().unwrap_or_else(|e| e.into_inner());
     let page = sys::page_size();
     for (kept, asked) in [(64 * MIB, MIB), (3 * MIB, 2 * MIB), (8 * MIB, 5 * MIB)] {
-        recycle::put(Region::new(kept, 1).unwrap().0, kept, false);
+        recycle::put(Region::new(kept, 1).unwrap().0, kept);
         if let Some((r, dirty, _)) = recycle::take(asked, 1, Some(false), false) {
             assert!(
                 r.len() >= asked && r.len() <= 2 * asked,
@@ -359,7 +359,7 @@ fn the_recycler_never_hands_out_much_more_than_asked() {
             );
             assert!(dirty <= r.len());
         }
-        recycle::put(Region::new(kept, 1).unwrap().0, kept, false);
+        recycle::put(Region::new(kept, 1).unwrap().0, kept);
         if let Some((r, _, _)) = recycle::take(asked + 1, 1, Some(false), true) {
             assert_eq!(r.len(), (asked + 1).next_multiple_of(page));
         }
@@ -374,7 +374,7 @@ fn kept_regions_decay_and_can_be_released() {
     let _serial = RECYCLER.lock().unwrap_or_else(|e| e.into_inner());
     let r = Region::new(20 * MIB, 1).unwrap().0;
     let (p, len) = (r.as_ptr(), r.len());
-    recycle::put(r, 0, false);
+    recycle::put(r, 0);
     let before = recycle::stats();
     // Wait past the default decay delay, then any call checks.
     std::thread::sleep(std::time::Duration::from_millis(
@@ -390,7 +390,7 @@ fn kept_regions_decay_and_can_be_released() {
     }
     assert!(recycle::stats().decayed > before.decayed);
     let _ = (p, len);
-    recycle::put(Region::new(20 * MIB, 1).unwrap().0, 0, false);
+    recycle::put(Region::new(20 * MIB, 1).unwrap().0, 0);
     crate::release_cached();
     // Other tests may keep regions meanwhile; ours went back.
     assert!(recycle::stats().released_bytes >= before.released_bytes + 2 * len as u64);
@@ -427,7 +427,7 @@ fn a_region_grows_into_the_kept_rest_of_its_own_mapping() {
     unsafe { r.as_ptr().write_bytes(7, 16 * MIB) };
     let rest = r.split_off(MIB).unwrap();
     let rest_at = rest.as_ptr();
-    recycle::put(rest, 15 * MIB, false);
+    recycle::put(rest, 15 * MIB);
     // Not for a region of another mapping that happens to end there.
     let mut other = Region::new(MIB, 1).unwrap().0;
     let other_end = other.as_ptr() as usize + other.len();
@@ -472,7 +472,7 @@ fn trimmed_pieces_join_again_with_their_contents_and_dirty_extents() {
     let (r, _) = Region::new(24 * MIB, 1).unwrap();
     let (at, origin) = (r.as_ptr() as usize, r.origin());
     fill(&r, 10 * MIB, 3); // dirty up to 10 MiB, zero after
-    recycle::put(r, 10 * MIB, false);
+    recycle::put(r, 10 * MIB);
     // Exactly 4 MiB, from the start of the kept region (the smallest that fits).
     let Some((a, dirty, _)) = recycle::take(4 * MIB, 1, Some(false), true) else {
         panic!("nothing kept")
@@ -488,7 +488,7 @@ fn trimmed_pieces_join_again_with_their_contents_and_dirty_extents() {
         Some((20 * MIB, 6 * MIB, origin))
     );
     assert_eq!(a.origin(), origin);
-    recycle::put(a, 4 * MIB, false);
+    recycle::put(a, 4 * MIB);
     // Joined: one region of 24 MiB again, dirty up to 10 MiB.
     assert_eq!(recycle::kept_at(at), Some((24 * MIB, 10 * MIB, origin)));
     let Some((whole, dirty, _)) = recycle::take(24 * MIB, 1, Some(false), true) else {
@@ -520,14 +520,14 @@ fn only_pieces_of_one_mapping_are_joined() {
         let (mut a, _) = Region::new(8 * MIB, 1).unwrap();
         let b = a.split_off(4 * MIB).unwrap();
         let (at, bt, origin) = (a.as_ptr() as usize, b.as_ptr() as usize, a.origin());
-        let (b, huge_b) = match case {
-            0 => (b.with_origin(origin + 1_000_000), false),
-            1 => (b.with_origin(0), false),
-            _ => (b, true),
+        let b = match case {
+            0 => b.with_origin(origin + 1_000_000),
+            1 => b.with_origin(0),
+            _ => b.with_history(0, super::Advice::Huge),
         };
         let a = if case == 1 { a.with_origin(0) } else { a };
-        recycle::put(a, 0, false);
-        recycle::put(b, 0, huge_b);
+        recycle::put(a, 0);
+        recycle::put(b, 0);
         assert_eq!(
             recycle::kept_at(at).map(|k| k.0),
             Some(4 * MIB),
@@ -554,7 +554,7 @@ fn a_request_larger_than_anything_kept_grows_a_kept_region() {
     let (r, _) = Region::new(3 * MIB, 1).unwrap();
     let at = r.as_ptr() as usize;
     fill(&r, 3 * MIB, 9);
-    recycle::put(r, 3 * MIB, false);
+    recycle::put(r, 3 * MIB);
     let before = recycle::stats();
     let Some((g, dirty, calls)) = recycle::take(5 * MIB, 1, Some(false), true) else {
         panic!("the kept region was not grown")
@@ -584,7 +584,7 @@ fn growing_a_kept_region_leaves_the_next_mapping_alone() {
     let next = r.split_off(2 * MIB).unwrap();
     fill(&next, 2 * MIB, 5);
     fill(&r, 2 * MIB, 6);
-    recycle::put(r, 2 * MIB, false);
+    recycle::put(r, 2 * MIB);
     let Some((g, dirty, _)) = recycle::take(3 * MIB, 1, Some(false), true) else {
         // The move failed: nothing kept was found large enough, nothing changed.
         check(&next, 2 * MIB, 5);
@@ -610,34 +610,42 @@ fn reuses_are_counted_and_kept_with_the_region() {
     let (mut r, _) = Region::new(6 * MIB, 1).unwrap();
     assert_eq!((r.reuses(), r.advice()), (0, super::Advice::Default));
     r.reuses = 40;
+    // Advised because someone asked: not for a `Dense` request (it proved nothing).
     r.advice = super::Advice::Huge;
-    recycle::put(r, 0, true);
+    recycle::put(r, 0);
+    assert!(recycle::take(6 * MIB, 1, None, true).is_none());
+    let Some((mut r, _, _)) = recycle::take(6 * MIB, 1, Some(true), true) else {
+        panic!("a request for huge pages found nothing")
+    };
+    r.reuses = 40;
+    r.advice = super::Advice::Proven;
+    recycle::put(r, 0);
     // Not for a request that wants 4 KiB pages only.
     assert!(recycle::take(6 * MIB, 1, Some(false), true).is_none());
     let Some((r, _, _)) = recycle::take(6 * MIB, 1, None, true) else {
         panic!("a request for either advice found nothing")
     };
-    assert_eq!((r.reuses(), r.advice()), (41, super::Advice::Huge));
+    assert_eq!((r.reuses(), r.advice()), (41, super::Advice::Proven));
     // The count saturates where the slot's bits end, never wraps.
     let mut r = r;
     r.reuses = u16::MAX;
-    recycle::put(r, 0, true);
+    recycle::put(r, 0);
     let Some((r, _, _)) = recycle::take(6 * MIB, 1, Some(true), true) else {
         panic!("nothing kept")
     };
-    assert!(r.reuses() >= 1023 && r.advice() == super::Advice::Huge);
+    assert!(r.reuses() >= 1023 && r.advice() == super::Advice::Proven);
     // A piece cut from it, and the rest, start counting again: only a region handed out as it
     // is, time after time, counts.
     let mut r = r;
     r.reuses = 40;
     let at = r.as_ptr() as usize;
-    recycle::put(r, 0, true);
+    recycle::put(r, 0);
     let Some((piece, _, _)) = recycle::take(2 * MIB, 1, Some(true), true) else {
         panic!("nothing kept")
     };
     assert_eq!((piece.as_ptr() as usize, piece.reuses()), (at, 0));
     // Joined again with the rest: a region of another shape, counted from 0.
-    recycle::put(piece, 0, true);
+    recycle::put(piece, 0);
     let Some((whole, _, _)) = recycle::take(6 * MIB, 1, Some(true), true) else {
         panic!("nothing kept")
     };

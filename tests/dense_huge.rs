@@ -4,21 +4,12 @@
 //! under `HugePages::Never`; and no byte is lost on the way.
 #![cfg(all(target_os = "linux", not(feature = "force-fallback")))]
 
+#[path = "common/huge.rs"]
+mod huge;
+use huge::*;
+
 use remapvec::{DENSE_REUSES, HugePages, RemapAlloc};
 use std::alloc::{GlobalAlloc, Layout};
-use std::sync::Mutex;
-
-/// The recycler is process-wide: these tests take turns, each from an empty recycler (a
-/// block kept by another test, already in huge pages, could serve or be grown for a request).
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    let g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    remapvec::release_cached();
-    g
-}
-
-const MIB: usize = 1 << 20;
 
 /// Whether the machine gives transparent huge pages to memory advised for them.
 fn thp_usable() -> bool {
@@ -140,31 +131,6 @@ fn dense_blocks_of_many_threads_keep_their_bytes() {
 // would claim zero pages it did not drop, a dense head over a sparse rest, a `Never` allocator
 // next to huge pieces, and mixed sizes with reallocations.
 
-/// (Rss KiB, AnonHugePages KiB) of the mappings overlapping `[p, p + len)`.
-fn rss_of(p: usize, len: usize) -> (u64, u64) {
-    let s = std::fs::read_to_string("/proc/self/smaps").unwrap();
-    let (mut rss, mut huge) = (0, 0);
-    let mut inside = false;
-    for line in s.lines() {
-        let first = line.split_whitespace().next().unwrap_or("");
-        if let Some((a, b)) = first.split_once('-')
-            && let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
-        {
-            inside = a < p + len && b > p;
-            continue;
-        }
-        if inside {
-            let kb = |l: &str| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap();
-            if line.starts_with("Rss:") {
-                rss += kb(line);
-            } else if line.starts_with("AnonHugePages:") {
-                huge += kb(line);
-            }
-        }
-    }
-    (rss, huge)
-}
-
 /// Makes the allocator's recycler hold an 8 MiB block that was made huge (Dense): reused
 /// `DENSE_REUSES` + 2 times, written whole.
 fn make_one_huge(a: &RemapAlloc) {
@@ -245,25 +211,6 @@ fn realloc_of_a_huge_block_written_sparsely() {
         dense.0 < 4 * never.0,
         "Dense: {dense:?} KiB, Never: {never:?} KiB"
     );
-}
-
-/// Whether the mapping that holds `p` is advised for huge pages (`hg` in VmFlags).
-fn advised_huge(p: usize) -> bool {
-    let s = std::fs::read_to_string("/proc/self/smaps").unwrap();
-    let mut inside = false;
-    for line in s.lines() {
-        let first = line.split_whitespace().next().unwrap_or("");
-        if let Some((a, b)) = first.split_once('-')
-            && let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
-        {
-            inside = a <= p && p < b;
-            continue;
-        }
-        if inside && line.starts_with("VmFlags:") {
-            return line.split_whitespace().any(|f| f == "hg");
-        }
-    }
-    panic!("{p:#x} not mapped")
 }
 
 /// The block freed right when it is made huge reads as zero to the next `alloc_zeroed`

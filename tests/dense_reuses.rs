@@ -4,16 +4,12 @@
 //! its reset is removed).
 
 #![cfg(all(target_os = "linux", not(feature = "force-fallback")))]
+
+#[path = "common/huge.rs"]
+mod huge;
+use huge::*;
 use remapvec::{HugePages, RemapAlloc};
 use std::alloc::{GlobalAlloc, Layout};
-use std::sync::Mutex;
-static SERIAL: Mutex<()> = Mutex::new(());
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    let g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    remapvec::release_cached();
-    g
-}
-const MIB: usize = 1 << 20;
 fn made() -> u64 {
     RemapAlloc::stats().made_huge
 }

@@ -5,61 +5,12 @@
 //! `RemapVec` growth. Found by review.
 #![cfg(all(target_os = "linux", not(feature = "force-fallback")))]
 
+#[path = "common/huge.rs"]
+mod huge;
+use huge::*;
+
 use remapvec::{DENSE_REUSES, HugePages, RemapAlloc, RemapVec};
 use std::alloc::{GlobalAlloc, Layout};
-use std::sync::Mutex;
-
-static SERIAL: Mutex<()> = Mutex::new(());
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    let g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    remapvec::release_cached();
-    g
-}
-const MIB: usize = 1 << 20;
-
-fn flags(p: usize) -> String {
-    let s = std::fs::read_to_string("/proc/self/smaps").unwrap();
-    let mut inside = false;
-    for line in s.lines() {
-        let first = line.split_whitespace().next().unwrap_or("");
-        if let Some((a, b)) = first.split_once('-')
-            && let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
-        {
-            inside = a <= p && p < b;
-            continue;
-        }
-        if inside && line.starts_with("VmFlags:") {
-            return line.to_string();
-        }
-    }
-    panic!("{p:#x} not mapped")
-}
-fn advised_huge(p: usize) -> bool {
-    flags(p).split_whitespace().any(|f| f == "hg")
-}
-fn rss_of(p: usize, len: usize) -> (u64, u64) {
-    let s = std::fs::read_to_string("/proc/self/smaps").unwrap();
-    let (mut rss, mut huge) = (0, 0);
-    let mut inside = false;
-    for line in s.lines() {
-        let first = line.split_whitespace().next().unwrap_or("");
-        if let Some((a, b)) = first.split_once('-')
-            && let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
-        {
-            inside = a < p + len && b > p;
-            continue;
-        }
-        if inside {
-            let kb = |l: &str| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap();
-            if line.starts_with("Rss:") {
-                rss += kb(line);
-            } else if line.starts_with("AnonHugePages:") {
-                huge += kb(line);
-            }
-        }
-    }
-    (rss, huge)
-}
 
 /// An `Always` allocator (e.g. a hashbrown map with `huge_pages(true)`) shrinks a 4 MiB block
 /// below 2 MiB and frees it: it is kept flagged "not huge" though its mapping is MADV_HUGEPAGE.

@@ -3,63 +3,12 @@
 //! vector or an `Always` allocator asked (it proved nothing). Found by review.
 #![cfg(all(target_os = "linux", not(feature = "force-fallback")))]
 
+#[path = "common/huge.rs"]
+mod huge;
+use huge::*;
+
 use remapvec::{DENSE_REUSES, HugePages, RemapAlloc, RemapVec, VecOptions};
 use std::alloc::{GlobalAlloc, Layout};
-use std::sync::Mutex;
-
-const MIB: usize = 1 << 20;
-
-/// The recycler is process-wide: these tests take turns.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn vmas(p: usize, len: usize) -> Vec<String> {
-    let s = std::fs::read_to_string("/proc/self/smaps").unwrap();
-    let mut out = Vec::new();
-    let mut cur = None;
-    for line in s.lines() {
-        let first = line.split_whitespace().next().unwrap_or("");
-        if let Some((a, b)) = first.split_once('-')
-            && let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
-        {
-            cur = (a < p + len && b > p).then(|| format!("{:#x}-{:#x}", a, b));
-            continue;
-        }
-        if let Some(c) = &cur
-            && line.starts_with("VmFlags:")
-        {
-            out.push(format!("{c} {line}"));
-        }
-    }
-    out
-}
-
-fn rss_of(p: usize, len: usize) -> (u64, u64) {
-    let s = std::fs::read_to_string("/proc/self/smaps").unwrap();
-    let (mut rss, mut huge) = (0, 0);
-    let mut inside = false;
-    for line in s.lines() {
-        let first = line.split_whitespace().next().unwrap_or("");
-        if let Some((a, b)) = first.split_once('-')
-            && let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
-        {
-            inside = a < p + len && b > p;
-            continue;
-        }
-        if inside {
-            let kb = |l: &str| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap();
-            if line.starts_with("Rss:") {
-                rss += kb(line);
-            } else if line.starts_with("AnonHugePages:") {
-                huge += kb(line);
-            }
-        }
-    }
-    (rss, huge)
-}
 
 /// A Dense block renewed huge (origin kept) joins a piece of the same mapping that an
 /// `Always` allocator grew in place (unaligned, so never advised) and labelled huge at free:

@@ -127,6 +127,9 @@ fn always_gets_a_forgotten_nohugepage_block() {
     let always = RemapAlloc::new().huge_pages(true);
     let before = RemapAlloc::stats().made_huge;
     make_one_huge(&dense, 8 * MIB);
+    if !converts() {
+        return; // THP is not in madvise mode here: nothing is converted.
+    }
     assert!(RemapAlloc::stats().made_huge > before);
     let l8 = Layout::from_size_align(8 * MIB, 8).unwrap();
     let l16 = Layout::from_size_align(16 * MIB, 8).unwrap();

@@ -567,12 +567,33 @@ fn ask_thp_mode() -> Option<Thp> {
     if unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) } != 0 {
         return Some(Thp::Off);
     }
-    let path = c"/sys/kernel/mm/transparent_hugepage/enabled";
+    // The setting of 2 MiB pages (Linux 6.8+, multi-size THP), unless it defers to the
+    // global one ("inherit") or is not there.
+    match read_thp_setting(c"/sys/kernel/mm/transparent_hugepage/hugepages-2048kB/enabled")? {
+        Some(Setting::Thp(t)) => return Some(t),
+        Some(Setting::Inherit) | None => {}
+    }
+    match read_thp_setting(c"/sys/kernel/mm/transparent_hugepage/enabled")? {
+        Some(Setting::Thp(t)) => Some(t),
+        Some(Setting::Inherit) | None => Some(Thp::Off),
+    }
+}
+
+/// A THP `enabled` setting: a mode, or `inherit` (the global one).
+enum Setting {
+    Thp(Thp),
+    Inherit,
+}
+
+/// The selected value of a THP `enabled` file (`always [madvise] never`, with `inherit` in the
+/// per-size ones): `Some(None)` when the file cannot be read, `None` when it cannot be read
+/// now (no file descriptor left).
+fn read_thp_setting(path: &core::ffi::CStr) -> Option<Option<Setting>> {
     // SAFETY: a NUL-terminated path, opened read-only and closed below.
     let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
     if fd < 0 {
         let e = Errno::last().0;
-        return (e != libc::EMFILE && e != libc::ENFILE).then_some(Thp::Off);
+        return (e != libc::EMFILE && e != libc::ENFILE).then_some(None);
     }
     let mut buf = [0u8; 64];
     // SAFETY: reads at most `buf.len()` bytes into `buf`, which we own.
@@ -580,17 +601,18 @@ fn ask_thp_mode() -> Option<Thp> {
     // SAFETY: `fd` was opened above and is closed once.
     unsafe { libc::close(fd) };
     let Ok(n) = usize::try_from(n) else {
-        return Some(Thp::Off);
+        return Some(None);
     };
-    // "always [madvise] never", "[always] madvise never" or "always madvise [never]".
     let has = |w: &[u8]| buf[..n].windows(w.len()).any(|x| x == w);
-    Some(if has(b"[madvise]") {
-        Thp::Madvise
+    Some(Some(if has(b"[madvise]") {
+        Setting::Thp(Thp::Madvise)
     } else if has(b"[always]") {
-        Thp::Always
+        Setting::Thp(Thp::Always)
+    } else if has(b"[inherit]") {
+        Setting::Inherit
     } else {
-        Thp::Off
-    })
+        Setting::Thp(Thp::Off)
+    }))
 }
 
 /// Advises `[addr, addr + len)` against transparent huge pages (`MADV_NOHUGEPAGE`): later

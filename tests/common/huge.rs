@@ -76,3 +76,17 @@ pub fn vmas(p: usize, len: usize) -> Vec<String> {
     });
     out
 }
+
+/// Whether `HugePages::Dense` converts blocks on this machine: transparent huge pages for 2 MiB
+/// pages are in `madvise` mode (the per-size setting, unless it says `inherit`, else the
+/// global one). Under `always` the pages are huge already and under `never` they cannot be.
+pub fn converts() -> bool {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let per = read("/sys/kernel/mm/transparent_hugepage/hugepages-2048kB/enabled");
+    let setting = if per.is_empty() || per.contains("[inherit]") {
+        read("/sys/kernel/mm/transparent_hugepage/enabled")
+    } else {
+        per
+    };
+    setting.contains("[madvise]")
+}
